@@ -61,6 +61,9 @@ class RunflowBgError(Exception):
         self.request_id = request_id
         self.run_id = run_id
 
+    def __str__(self) -> str:
+        return self.message
+
     def to_dict(self) -> dict:
         """The `error` object of the JSON output."""
         return {

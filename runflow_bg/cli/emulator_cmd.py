@@ -1,0 +1,131 @@
+"""`runflow-bg emulator`: serve the built-in Runflow-compatible API until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import List, Optional
+
+import typer
+
+from runflow_bg.errors import UsageError
+
+HELP = "Serve the built-in Runflow-compatible API on loopback, for free offline tests."
+
+FAIL_HELP = ("Answer the next requests to ENDPOINT with STATUS: ENDPOINT=STATUS[xCOUNT][@RETRY_AFTER], "
+             "e.g. run_create=503x2@1. Repeatable.")
+
+
+def parse_fail_spec(spec: str) -> tuple[str, int, int, Optional[float]]:
+    """`run_create=503x2@1` -> ("run_create", 503, 2, 1.0)."""
+    try:
+        endpoint, rest = spec.split("=", 1)
+        retry_after = None
+        if "@" in rest:
+            rest, after = rest.split("@", 1)
+            retry_after = float(after)
+        count = 1
+        if "x" in rest:
+            rest, times = rest.split("x", 1)
+            count = int(times)
+        status = int(rest)
+    except ValueError:
+        raise UsageError(f"Invalid --fail {spec!r}; expected ENDPOINT=STATUS[xCOUNT][@RETRY_AFTER].") from None
+    if not endpoint or not 100 <= status <= 599 or count < 1:
+        raise UsageError(f"Invalid --fail {spec!r}; expected ENDPOINT=STATUS[xCOUNT][@RETRY_AFTER].")
+    return endpoint, status, count, retry_after
+
+
+def parse_delay_spec(spec: str) -> tuple[str, float]:
+    """`run_get=2.5` -> ("run_get", 2.5)."""
+    endpoint, _, seconds = spec.partition("=")
+    try:
+        value = float(seconds)
+    except ValueError:
+        value = -1.0
+    if not endpoint or value < 0:
+        raise UsageError(f"Invalid --delay {spec!r}; expected ENDPOINT=SECONDS.")
+    return endpoint, value
+
+
+def emulator(
+    host: str = typer.Option("127.0.0.1", help="Address to bind; loopback unless you say otherwise."),
+    port: int = typer.Option(8787, help="Port to listen on (0 picks a free one)."),
+    run_seconds: float = typer.Option(3.0, "--run-seconds", help="How long each run takes."),
+    key: Optional[str] = typer.Option(None, "--key", help="API key to accept (default: a random one)."),
+    callback_secret: Optional[str] = typer.Option(
+        None, "--callback-secret", help="Sign callbacks with this secret (Runflow-Signature)."),
+    balance: str = typer.Option("100.00", help="Starting balance in USD; each run costs 0.35."),
+    fail: List[str] = typer.Option([], "--fail", metavar="ENDPOINT=STATUS[xN][@S]", help=FAIL_HELP),
+    delay: List[str] = typer.Option([], "--delay", metavar="ENDPOINT=SECONDS",
+                                    help="Wait before answering ENDPOINT. Repeatable."),
+    drop_after_create: int = typer.Option(
+        0, "--drop-after-create", help="Record the next N creates, then drop the connection."),
+    fail_runs: int = typer.Option(0, "--fail-runs", help="Make the next N runs finish badly."),
+    fail_status: str = typer.Option(
+        "failed", "--fail-status", help="Status of failed runs: failed, errored, canceled, cancelled."),
+    expire_upload_urls: int = typer.Option(
+        0, "--expire-upload-urls", help="Answer the next N storage uploads with 403 (expired)."),
+    expire_output_urls: int = typer.Option(
+        0, "--expire-output-urls", help="Answer the next N output downloads with 403 (expired)."),
+    output_shape: str = typer.Option(
+        "image_urls", "--output-shape", help="Run outputs as image_urls or outputs."),
+    status_spelling: str = typer.Option(
+        "default", "--status-spelling", help="default, or alt (dispatching, partial_succeeded)."),
+    sdk_shape: bool = typer.Option(
+        False, "--sdk-shape", help="Runs carry error/finished_at and creates answer run_id."),
+) -> None:
+    """Serve the built-in Runflow-compatible API until Ctrl-C."""
+    import secrets
+
+    from runflow_bg.emulator import Emulator
+
+    if fail_status not in ("failed", "errored", "canceled", "cancelled"):
+        raise UsageError(f"Invalid --fail-status {fail_status!r}.")
+    if output_shape not in ("image_urls", "outputs"):
+        raise UsageError(f"Invalid --output-shape {output_shape!r}; use image_urls or outputs.")
+    if status_spelling not in ("default", "alt"):
+        raise UsageError(f"Invalid --status-spelling {status_spelling!r}; use default or alt.")
+    failures = [parse_fail_spec(spec) for spec in fail]
+    delays = [parse_delay_spec(spec) for spec in delay]
+    api_key = key or f"rf_emu_{secrets.token_hex(12)}"
+
+    emu = Emulator(api_key=api_key, host=host, port=port, run_seconds=run_seconds,
+                   callback_secret=callback_secret, balance=balance)
+    for endpoint, status, count, retry_after in failures:
+        emu.faults.fail_next(endpoint, status, count=count, retry_after=retry_after)
+    for endpoint, seconds in delays:
+        emu.faults.delay(endpoint, seconds)
+    if drop_after_create:
+        emu.faults.drop_after_create(drop_after_create)
+    if fail_runs:
+        emu.faults.fail_runs(fail_runs, status=fail_status)
+    if expire_upload_urls:
+        emu.faults.expire_upload_urls(expire_upload_urls)
+    if expire_output_urls:
+        emu.faults.expire_output_urls(expire_output_urls)
+    emu.faults.output_shape = output_shape
+    emu.faults.status_spelling = status_spelling
+    emu.faults.sdk_shape = sdk_shape
+    try:
+        emu.start()
+    except OSError as exc:
+        raise UsageError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.",
+                         hint="Pick another --port, or 0 for any free one.") from None
+
+    sys.stdout.write(f"RUNFLOW_BASE_URL={emu.base_url}\nRUNFLOW_API_KEY={emu.api_key}\n")
+    sys.stdout.flush()
+    sys.stderr.write(f"Runflow emulator listening on {emu.base_url} "
+                     f"(runs take {run_seconds:g} s); Ctrl-C stops it.\n")
+    sys.stderr.flush()
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        while not stopped.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.stop()
+    sys.stderr.write("emulator stopped\n")
