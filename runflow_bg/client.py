@@ -145,7 +145,7 @@ class RunflowClient:
             )
         self._api_key = check_api_key(api_key) if api_key else None
         self.retry = retry or RetryPolicy()
-        self._sleep = sleep
+        self.sleep = sleep
         self._log = log
         headers = {"User-Agent": f"runflow-bg/{__version__}", "Accept": "application/json"}
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
@@ -256,7 +256,7 @@ class RunflowClient:
                 self._note(f"{redact_url(url)}: HTTP {response.status_code}; "
                            f"retrying in {wait:.1f}s")
                 response.close()
-            self._sleep(wait)
+            self.sleep(wait)
 
     def _api_call(self, method: str, path: str, *, run_id: str | None = None,
                   what: str = "API", auth: bool = True, **kwargs: Any) -> Any:
@@ -373,7 +373,7 @@ class RunflowClient:
             if attempt >= self.retry.max_attempts:
                 failure.message += f" No run was created (client_ref {client_ref})."
                 raise failure
-            self._sleep(self.retry.delay(attempt, retry_after))
+            self.sleep(self.retry.delay(attempt, retry_after))
 
     def _lookup_after_ambiguous_create(self, client_ref: str, failure: RunflowBgError
                                        ) -> Run | None:

@@ -40,7 +40,7 @@ def make_zip() -> bytes:
         for name, img in (("image.png", photo), ("reference.png", scene)):
             member = io.BytesIO()
             img.save(member, "PNG")
-            zf.writestr(name, member.getvalue())
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), member.getvalue())
     return buf.getvalue()
 
 

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from runflow_bg import __version__
-from runflow_bg.cli import emulator_cmd
+from runflow_bg.cli import emulator_cmd, replace_cmd
 
 
 @dataclass
@@ -62,11 +62,23 @@ def root(
     ctx.obj = _global
 
 
+app.command("replace", help=replace_cmd.HELP)(replace_cmd.replace)
 app.command("emulator", help=emulator_cmd.HELP)(emulator_cmd.emulator)
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (CI cancelling a job) is handled like Ctrl-C: record, report, exit 130."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def main() -> None:
     """Console-script entry point: run the app and map every failure to its exit code."""
+    _interrupt_on_sigterm()
     try:
         app(prog_name="runflow-bg")
     except Exception as exc:

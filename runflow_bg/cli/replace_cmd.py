@@ -1,0 +1,129 @@
+"""`runflow-bg replace`: one photo, one scene, end to end."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from runflow_bg.cli import options as opt
+
+HELP = "Replace the background of PHOTO with SCENE: pack, upload, run, wait, download."
+
+
+def replace(
+    ctx: typer.Context,
+    photo: Optional[str] = typer.Argument(None, help="Product photo (PNG, JPEG, WebP; - for stdin)."),
+    scene: Optional[str] = typer.Argument(None, help="Scene image to place the product in."),
+    prompt: Optional[str] = opt.PROMPT,
+    out: Optional[Path] = opt.OUT,
+    name: Optional[str] = opt.NAME,
+    overwrite: bool = opt.OVERWRITE,
+    no_wait: bool = typer.Option(False, "--no-wait", help="Submit, print the run id, exit 0."),
+    timeout: Optional[str] = opt.TIMEOUT,
+    poll_interval: Optional[str] = opt.POLL_INTERVAL,
+    callback_url: Optional[str] = opt.CALLBACK_URL,
+    metadata: List[str] = opt.METADATA,
+    as_json: bool = opt.JSON,
+    dry_run: bool = opt.DRY_RUN,
+    local: bool = opt.LOCAL,
+    no_cache: bool = opt.NO_CACHE,
+    quiet: bool = opt.QUIET,
+    verbose: bool = opt.VERBOSE,
+    zip_url: Optional[str] = typer.Option(None, "--zip-url", metavar="URL",
+                                          help="Use a zip already online instead of PHOTO SCENE."),
+    image: Optional[str] = typer.Option(None, "--image", metavar="NAME",
+                                        help="With --zip-url: the photo's member name."),
+    reference: Optional[str] = typer.Option(None, "--reference", metavar="NAME",
+                                            help="With --zip-url: the scene's member name."),
+) -> None:
+    """Replace the background of PHOTO with SCENE: pack, upload, run, wait, download."""
+    from runflow_bg.cli.terminal import make_reporter
+    from runflow_bg.errors import RunflowBgError
+    from runflow_bg.service import inputs as checks
+    from runflow_bg.service.replace import Outcome, dry_run_summary
+
+    settings = opt.resolve_common(out=out, name=name, timeout=timeout, poll_interval=poll_interval,
+                                  metadata=metadata, callback_url=callback_url, prompt=prompt,
+                                  overwrite=overwrite, wait=not no_wait, use_cache=not no_cache)
+    reporter = make_reporter(quiet=quiet, verbose=verbose or ctx.obj.debug)
+    inputs = outcome = None
+    try:
+        inputs = _inputs(photo, scene, zip_url, image, reference, reporter)
+        checks.check_output_dir(settings.out_dir, create=not dry_run)
+        if not settings.overwrite:
+            checks.check_first_output_free(inputs, settings.out_dir, settings.name_template)
+        if dry_run:
+            _print_dry_run(dry_run_summary(inputs, settings), as_json)
+            return
+        outcome = _run(ctx, inputs, settings, reporter, local)
+    except RunflowBgError as exc:
+        reporter.close()
+        if as_json:
+            failed = Outcome(inputs or _unknown_inputs(photo, scene), settings.prompt, error=exc)
+            _print_json(failed.to_json())
+        raise
+    finally:
+        reporter.close()
+    if as_json:
+        _print_json(outcome.to_json())
+    elif not settings.wait:
+        sys.stdout.write(f"{outcome.run.id}\n")
+    else:
+        sys.stdout.write("".join(f"{saved.path}\n" for saved in outcome.saved))
+
+
+def _inputs(photo, scene, zip_url, image, reference, reporter):
+    from runflow_bg.errors import UsageError
+    from runflow_bg.service import inputs as checks
+
+    if zip_url:
+        if photo or scene:
+            raise UsageError("Give either PHOTO SCENE or --zip-url, not both.")
+        return checks.zip_url_inputs(zip_url, image, reference)
+    if not photo or not scene:
+        raise UsageError("Missing PHOTO or SCENE.",
+                         hint="Usage: runflow-bg replace PHOTO SCENE [options].")
+    stdin = sys.stdin.buffer if "-" in (photo, scene) else None
+    return checks.replace_inputs(photo, scene, stdin, reporter)
+
+
+def _run(ctx, inputs, settings, reporter, local):
+    from runflow_bg.cli.session import open_session
+    from runflow_bg.service.replace import replace
+
+    with open_session(api_key_flag=ctx.obj.api_key, base_url_flag=ctx.obj.base_url, local=local,
+                      log=reporter.on_log) as session:
+        return replace(session.client, session.journal, inputs, settings, reporter)
+
+
+def _unknown_inputs(photo, scene):
+    from runflow_bg.service.inputs import Inputs
+
+    return Inputs(photo=photo or "", scene=scene or "", stem="", scene_stem="", image_member="",
+                  reference_member="")
+
+
+def _print_json(data: dict) -> None:
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+
+
+def _print_dry_run(summary: dict, as_json: bool) -> None:
+    if as_json:
+        _print_json(summary)
+        return
+    from runflow_bg.urls import redact_url
+
+    lines = ["dry run: nothing was sent", f"model   {summary['model']}"]
+    if summary["zip_url"]:
+        lines.append(f"zip     {redact_url(summary['zip_url'])}")
+    else:
+        lines.append(f"zip     inputs.zip ({summary['zip_bytes']:,} bytes)")
+        lines.extend(f"  {m['name']:<18} {m['bytes']:>12,} bytes" for m in summary["members"])
+    lines.append(f"prompt  {summary['prompt'] or '(the model default)'}")
+    lines.append(f"cost    ${summary['estimated_cost']} (estimated, one run)")
+    sys.stdout.write("\n".join(lines) + "\n")

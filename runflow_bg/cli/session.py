@@ -1,0 +1,77 @@
+"""Turn resolved settings into a ready client and journal, against Runflow or the local emulator."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from runflow_bg import config
+from runflow_bg.client import RunflowClient
+from runflow_bg.errors import UsageError
+from runflow_bg.journal import Journal
+from runflow_bg.retry import RetryPolicy
+
+RETRIES_ENV = "RUNFLOW_BG_RETRIES"
+LOCAL_RUN_SECONDS_ENV = "RUNFLOW_BG_LOCAL_RUN_SECONDS"
+
+
+@dataclass
+class Session:
+    client: RunflowClient
+    journal: Journal
+    local: bool
+
+
+def retry_policy() -> RetryPolicy:
+    """Attempts per request from RUNFLOW_BG_RETRIES (default 5, as Runflow's docs advise)."""
+    value = os.environ.get(RETRIES_ENV)
+    if not value:
+        return RetryPolicy()
+    try:
+        attempts = int(value)
+        if attempts < 1:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"{RETRIES_ENV} must be a whole number of at least 1.") from None
+    return RetryPolicy(max_attempts=attempts)
+
+
+def _local_run_seconds() -> float:
+    value = os.environ.get(LOCAL_RUN_SECONDS_ENV, "1.0")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        raise UsageError(f"{LOCAL_RUN_SECONDS_ENV} must be a number of seconds.") from None
+
+
+@contextmanager
+def open_session(*, api_key_flag: str | None, base_url_flag: str | None, local: bool,
+                 log: Callable[[str], None] | None = None) -> Iterator[Session]:
+    """A client and journal; with `local`, an in-process emulator and a throwaway journal."""
+    if local:
+        from runflow_bg.emulator import Emulator
+
+        emulator = Emulator(api_key=f"rf_local_{secrets.token_hex(8)}", port=0,
+                            run_seconds=_local_run_seconds())
+        emulator.start()
+        client = RunflowClient(emulator.api_key, emulator.base_url, retry=retry_policy(), log=log)
+        journal = Journal(":memory:")
+        try:
+            yield Session(client, journal, local=True)
+        finally:
+            client.close()
+            journal.close()
+            emulator.stop()
+        return
+    base_url, _ = config.resolve_base_url(base_url_flag)
+    key = config.require_api_key(api_key_flag).key
+    client = RunflowClient(key, base_url, retry=retry_policy(), log=log)
+    journal = Journal(config.paths().journal_file)
+    try:
+        yield Session(client, journal, local=False)
+    finally:
+        client.close()
+        journal.close()

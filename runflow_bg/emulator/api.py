@@ -1,0 +1,288 @@
+"""The endpoints: each turns a Request into a Response the way the Runflow API answers it."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from urllib.parse import urlsplit
+
+from runflow_bg.emulator.faults import Faults
+from runflow_bg.emulator.listing import decode_cursor, encode_cursor, parse_filter
+from runflow_bg.emulator.runs import MODEL, PRICE, Run
+from runflow_bg.emulator.signing import Links
+from runflow_bg.emulator.state import Asset, State
+from runflow_bg.emulator.wire import Reject, Request, Response, api_error, json_response, storage_error
+from runflow_bg.emulator.worker import Worker
+
+ALLOWED_MIME_TYPES = ("application/zip", "image/png", "image/jpeg", "image/webp")
+MAX_UPLOAD_BYTES = 52_428_800
+PUBLIC_ENDPOINTS = frozenset({"health", "storage_put", "asset_file", "output", "unknown"})
+SORTS = ("created_at:desc", "created_at:asc")
+_EXPIRED = ("AccessDenied", "Request has expired")
+
+
+class Api:
+    """One method per endpoint name; API errors come back in the docs' form."""
+
+    def __init__(self, *, api_key: str, state: State, faults: Faults, links: Links, worker: Worker,
+                 run_seconds: float):
+        self.api_key = api_key
+        self.state = state
+        self.faults = faults
+        self.links = links
+        self.worker = worker
+        self.run_seconds = run_seconds
+
+    def handle(self, endpoint: str, request: Request) -> Response:
+        if endpoint not in PUBLIC_ENDPOINTS and not self._authorized(request):
+            return api_error(401, "UNAUTHORIZED", "Missing or invalid API key.")
+        try:
+            return getattr(self, endpoint)(request)
+        except Reject as exc:
+            return exc.response
+
+    def view(self, run: Run, now: float | None = None) -> dict:
+        """The run as the API shows it now, in the shape the knobs ask for."""
+        return run.view(time.monotonic() if now is None else now, self.links,
+                        spelling=self.faults.status_spelling, output_shape=self.faults.output_shape,
+                        sdk_shape=self.faults.sdk_shape)
+
+    # -- account ------------------------------------------------------------------------------
+
+    def health(self, request: Request) -> Response:
+        return json_response(200, {"ok": True, "status": "ok"})
+
+    def me(self, request: Request) -> Response:
+        return json_response(200, {"id": "acct_emulator", "email": "emulator@localhost",
+                                   "org": {"id": "org_emulator", "name": "Runflow emulator"}})
+
+    def balance(self, request: Request) -> Response:
+        balance = self.state.balance
+        if balance is None:
+            return api_error(404, "NOT_FOUND", "This account has no billing balance.")
+        return json_response(200, {"balance": f"{balance:.2f}", "currency": "USD"})
+
+    def unknown(self, request: Request) -> Response:
+        return api_error(404, "NOT_FOUND", f"No route for {request.method} {request.path}.")
+
+    # -- assets -------------------------------------------------------------------------------
+
+    def asset_create(self, request: Request) -> Response:
+        data = _json_object(request)
+        filename, mime_type, size = data.get("filename"), data.get("mime_type"), data.get("size_bytes")
+        problems = []
+        if not isinstance(filename, str) or not filename.strip() or len(filename) > 255:
+            problems.append(("filename", "must be a non-empty string of at most 255 characters"))
+        if mime_type not in ALLOWED_MIME_TYPES:
+            problems.append(("mime_type", f"must be one of {', '.join(ALLOWED_MIME_TYPES)}"))
+        if not _is_int(size) or size < 1:
+            problems.append(("size_bytes", "must be a positive integer"))
+        elif size > MAX_UPLOAD_BYTES:
+            problems.append(("size_bytes", f"must be at most {MAX_UPLOAD_BYTES} (50 MiB)"))
+        _refuse(problems)
+        asset = Asset(filename, mime_type, size)
+        self.state.add_asset(asset)
+        return json_response(201, {"asset_id": asset.id, "upload_url": self.links.upload_url(asset.id)})
+
+    def storage_put(self, request: Request) -> Response:
+        if self.faults.take("expire", "storage_put"):
+            return storage_error(403, *_EXPIRED)
+        problem = self.links.check(request.path, request.query)
+        if problem:
+            return storage_error(403, *problem)
+        asset = self.state.asset(request.params["asset_id"])
+        if asset is None:
+            return storage_error(404, "NoSuchUpload", "The specified upload does not exist.")
+        if len(request.body) != asset.size_bytes:
+            return storage_error(400, "IncompleteBody", f"Received {len(request.body)} bytes; "
+                                                        f"the upload declared size_bytes {asset.size_bytes}.")
+        self.state.store_upload(asset.id, request.body)
+        etag = hashlib.md5(request.body, usedforsecurity=False).hexdigest()
+        return Response(200, headers={"ETag": f'"{etag}"'})
+
+    def asset_confirm(self, request: Request) -> Response:
+        asset = self._asset(request)
+        if not self.state.confirm(asset.id):
+            return api_error(409, "UPLOAD_INCOMPLETE",
+                             "Nothing has been uploaded to this asset's upload_url yet.")
+        return json_response(201, self._asset_view(asset))
+
+    def asset_get(self, request: Request) -> Response:
+        asset = self._asset(request)
+        if not asset.confirmed:
+            return api_error(404, "ASSET_NOT_FOUND", f"No asset with id {asset.id}.")
+        return json_response(200, self._asset_view(asset))
+
+    def asset_file(self, request: Request) -> Response:
+        problem = self.links.check(request.path, request.query)
+        if problem:
+            return storage_error(403, *problem)
+        asset = self.state.asset(request.params["asset_id"])
+        if asset is None or asset.data is None or asset.filename != request.params["filename"]:
+            return storage_error(404, "NoSuchKey", "The specified key does not exist.")
+        return Response(200, asset.data, {"Content-Type": asset.mime_type})
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def run_create(self, request: Request) -> Response:
+        model = request.params["model"]
+        if model != MODEL:
+            return api_error(404, "MODEL_NOT_FOUND", f"No model named {model!r}.")
+        data = _json_object(request)
+        _refuse(_run_problems(data))
+        run = Run(input=dict(data["input"]), run_seconds=self.run_seconds,
+                  callback_url=data.get("callback_url"), metadata=data.get("metadata"),
+                  client_ref=data.get("client_ref"))
+        if not self.state.add_run(run):
+            message = (f"The balance ({self.state.balance:.2f} USD) does not cover a run ({PRICE} USD). "
+                       "Top up to continue.")
+            return api_error(402, "INSUFFICIENT_CREDIT", message)
+        self.worker.start(run, self.faults.take("run"))
+        view = self.view(run, now=run.created)
+        if self.faults.sdk_shape:
+            view = {"run_id": view.pop("id"), **view}
+        return json_response(201, view)
+
+    def run_get(self, request: Request) -> Response:
+        return json_response(200, self.view(self._run(request)))
+
+    def run_list(self, request: Request) -> Response:
+        query = request.query
+        limit_text = query.get("limit", "20")
+        limit = int(limit_text) if limit_text.isascii() and limit_text.isdigit() else 0
+        sort_by = query.get("sort_by", "created_at:desc")
+        terms = parse_filter(query.get("q", ""))
+        offset = decode_cursor(query.get("pq") or None)
+        problems = []
+        if not 1 <= limit <= 500:
+            problems.append(("limit", "must be an integer from 1 to 500"))
+        if sort_by not in SORTS:
+            problems.append(("sort_by", f"must be one of {', '.join(SORTS)}"))
+        if terms is None:
+            problems.append(("q", "supports client_ref.EQ:'value' and status_code:value, joined by commas"))
+        if offset is None:
+            problems.append(("pq", "is not a cursor this API gave out"))
+        _refuse(problems)
+        runs = self.state.runs()
+        if sort_by == "created_at:desc":
+            runs.reverse()
+        now = time.monotonic()
+        views = [view for view in (self.view(run, now) for run in runs)
+                 if all(view.get(name) == value for name, value in terms)]
+        end = offset + limit
+        return json_response(200, {
+            "items": views[offset:end],
+            "next_pq": encode_cursor(end) if end < len(views) else None,
+            "prev_pq": encode_cursor(max(0, offset - limit)) if offset > 0 else None,
+        })
+
+    def output(self, request: Request) -> Response:
+        if self.faults.take("expire", "output"):
+            return storage_error(403, *_EXPIRED)
+        problem = self.links.check(request.path, request.query)
+        if problem:
+            return storage_error(403, *problem)
+        run = self.state.run(request.params["run_id"])
+        if (run is None or request.params["n"] != "1" or not run.is_finished(time.monotonic())
+                or run.outcome.image is None):
+            return storage_error(404, "NoSuchKey", "The specified key does not exist.")
+        return Response(200, run.outcome.image, {"Content-Type": "image/webp"})
+
+    # -- callbacks ----------------------------------------------------------------------------
+
+    def callback_history(self, request: Request) -> Response:
+        run = self._run(request)
+        items = [{"attempt": d.attempt, "status": d.status, "error": d.error, "url": d.url,
+                  "delivered_at": d.at, "request_id": d.headers["Runflow-Request-Id"]}
+                 for d in self.state.deliveries(run.id)]
+        return json_response(200, {"run_id": run.id, "callback_url": run.callback_url, "items": items})
+
+    def callback_redeliver(self, request: Request) -> Response:
+        run = self._run(request)
+        if not run.callback_url:
+            return api_error(409, "NO_CALLBACK_URL", f"Run {run.id} has no callback_url.")
+        if not run.is_finished(time.monotonic()):
+            return api_error(409, "RUN_NOT_FINISHED", f"Run {run.id} has not finished yet.")
+        self.worker.redeliver(run)
+        return json_response(202, {"run_id": run.id, "callback_url": run.callback_url, "status": "queued"})
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _authorized(self, request: Request) -> bool:
+        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        given = token.strip().encode()
+        return scheme.lower() == "bearer" and hmac.compare_digest(given, self.api_key.encode())
+
+    def _asset(self, request: Request) -> Asset:
+        asset = self.state.asset(request.params["asset_id"])
+        if asset is None:
+            raise Reject(api_error(404, "ASSET_NOT_FOUND", f"No asset with id {request.params['asset_id']}."))
+        return asset
+
+    def _asset_view(self, asset: Asset) -> dict:
+        return {"id": asset.id, "name": asset.filename, "url": self.links.asset_url(asset.id, asset.filename),
+                "mime_type": asset.mime_type, "size_bytes": asset.size_bytes,
+                "created_at": asset.created_at.isoformat(timespec="milliseconds")}
+
+    def _run(self, request: Request) -> Run:
+        run = self.state.run(request.params["run_id"])
+        if run is None:
+            raise Reject(api_error(404, "RUN_NOT_FOUND", f"No run with id {request.params['run_id']}."))
+        return run
+
+
+def _json_object(request: Request) -> dict:
+    try:
+        data = json.loads(request.body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        _refuse([("body", "must be a JSON object")])
+    return data
+
+
+def _run_problems(data: dict) -> list[tuple[str, str]]:
+    """Every field of a create body that the API would refuse, with why."""
+    problems = []
+    run_input = data.get("input")
+    if not isinstance(run_input, dict):
+        problems.append(("input", "must be an object"))
+    else:
+        if not _is_http_url(run_input.get("zip_url")):
+            problems.append(("input.zip_url", "must be an http(s) URL"))
+        for name in ("file_image", "file_reference"):
+            if not isinstance(run_input.get(name), str) or not run_input[name].strip():
+                problems.append((f"input.{name}", "must be a non-empty string"))
+        if not isinstance(run_input.get("prompt"), (str, type(None))):
+            problems.append(("input.prompt", "must be a string or null"))
+    if data.get("callback_url") is not None and not _is_http_url(data["callback_url"]):
+        problems.append(("callback_url", "must be an http(s) URL or null"))
+    if not isinstance(data.get("metadata"), (dict, type(None))):
+        problems.append(("metadata", "must be an object or null"))
+    client_ref = data.get("client_ref")
+    if client_ref is not None and (not isinstance(client_ref, str) or len(client_ref) > 255):
+        problems.append(("client_ref", "must be a string of at most 255 characters or null"))
+    return problems
+
+
+def _refuse(problems: list[tuple[str, str]]) -> None:
+    if problems:
+        message = "Invalid request: " + "; ".join(f"{name} {why}" for name, why in problems) + "."
+        errors = [{"field": name, "msg": why} for name, why in problems]
+        raise Reject(api_error(422, "VALIDATION_ERROR", message, errors))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_http_url(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -1,0 +1,130 @@
+"""The Emulator: wires state, API, worker and server together, runs them, and reports what they saw."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from runflow_bg.emulator.api import Api
+from runflow_bg.emulator.callbacks import CallbackDelivery, CallbackSender
+from runflow_bg.emulator.faults import Faults
+from runflow_bg.emulator.server import Server
+from runflow_bg.emulator.signing import Links
+from runflow_bg.emulator.state import RequestRecord, State
+from runflow_bg.emulator.worker import Worker
+
+STOP_TIMEOUT = 5.0
+
+
+class Emulator:
+    """A Runflow-compatible API on a local socket, with fault knobs; `with Emulator() as emu:`."""
+
+    def __init__(self, api_key: str = "rf_test_key", host: str = "127.0.0.1", port: int = 0,
+                 run_seconds: float = 0.2, callback_secret: str | None = None,
+                 callback_retry_delays: tuple[float, ...] = (1.0, 2.0), balance: str | None = "100.00"):
+        self.api_key = api_key
+        self.host = host
+        self.port = port
+        self._run_seconds = run_seconds
+        self.callback_secret = callback_secret
+        self.callback_retry_delays = tuple(callback_retry_delays)
+        self.faults = Faults()
+        self._state = State(balance)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._threads_lock = threading.Lock()
+        self._server: Server | None = None
+        self._api: Api | None = None
+        self._serve_thread: threading.Thread | None = None
+
+    def start(self) -> Emulator:
+        """Bind (port 0 picks a free port) and serve on a daemon thread."""
+        if self._server is not None:
+            raise RuntimeError("An Emulator can be started once.")
+        self._server = Server((self.host, self.port), self.faults, self._state, self._stop)
+        self.port = self._server.server_address[1]
+        links = Links(self.base_url)
+        sender = CallbackSender(self.callback_secret, self.callback_retry_delays, self._stop,
+                                self._state.add_delivery)
+        worker = Worker(self._state, links, self.faults, sender, self._stop, self._spawn)
+        self._api = self._server.api = Api(api_key=self.api_key, state=self._state, faults=self.faults,
+                                           links=links, worker=worker, run_seconds=self.run_seconds)
+        self._serve_thread = threading.Thread(target=self._server.serve, name="runflow-emulator", daemon=True)
+        self._serve_thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close open connections and join every thread the emulator started."""
+        if self._server is None or self._stop.is_set():
+            return
+        self._stop.set()
+        self._server.wake()
+        self._serve_thread.join()
+        self._server.server_close()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        self._server.close_connections(deadline)
+        with self._threads_lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def run_seconds(self) -> float:
+        """How long each run takes; a change applies to runs created afterwards."""
+        return self._run_seconds
+
+    @run_seconds.setter
+    def run_seconds(self, seconds: float) -> None:
+        self._run_seconds = seconds
+        if self._api is not None:
+            self._api.run_seconds = seconds
+
+    @property
+    def base_url(self) -> str:
+        """http://HOST:PORT without /v1; a wildcard bind is reached through loopback."""
+        if self._server is None:
+            raise RuntimeError("Start the emulator first.")
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    def set_balance(self, balance: str | None) -> None:
+        """A decimal string in USD; None makes the balance endpoint answer 404."""
+        self._state.set_balance(balance)
+
+    def runs(self) -> list[dict]:
+        """Every run created so far, oldest first, as GET /v1/runs/{id} would show it now."""
+        return [self._api.view(run) for run in self._state.runs()] if self._api else []
+
+    @property
+    def created_run_count(self) -> int:
+        return len(self._state.runs())
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        return self._state.requests()
+
+    def count(self, endpoint: str) -> int:
+        """Requests seen for an endpoint, faulted ones included."""
+        return sum(record.endpoint == endpoint for record in self._state.requests())
+
+    @property
+    def storage_saw_authorization(self) -> bool:
+        return any(r.endpoint == "storage_put" and r.had_authorization for r in self._state.requests())
+
+    @property
+    def callback_deliveries(self) -> list[CallbackDelivery]:
+        return self._state.deliveries()
+
+    def _spawn(self, target, *args: object) -> None:
+        """Start a daemon thread that stop() will join."""
+        thread = threading.Thread(target=target, args=args, name="runflow-emulator-run", daemon=True)
+        with self._threads_lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+        thread.start()

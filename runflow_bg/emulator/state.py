@@ -1,0 +1,112 @@
+"""What the emulator remembers (assets, runs, balance, requests, callback attempts), behind one lock."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from runflow_bg.emulator.callbacks import CallbackDelivery
+from runflow_bg.emulator.runs import PRICE, Run
+
+
+@dataclass
+class RequestRecord:
+    """One request as the server saw it; status stays None when the connection was dropped."""
+
+    method: str
+    path: str
+    endpoint: str
+    had_authorization: bool
+    status: int | None = None
+
+
+@dataclass
+class Asset:
+    """An upload session and, once its bytes arrive, the stored file."""
+
+    filename: str
+    mime_type: str
+    size_bytes: int
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    data: bytes | None = None
+    confirmed: bool = False
+
+
+class State:
+    """Thread-safe store shared by every connection and run thread."""
+
+    def __init__(self, balance: str | None):
+        self._lock = threading.Lock()
+        self._assets: dict[str, Asset] = {}
+        self._runs: dict[str, Run] = {}
+        self._requests: list[RequestRecord] = []
+        self._deliveries: list[CallbackDelivery] = []
+        self.set_balance(balance)
+
+    def set_balance(self, balance: str | None) -> None:
+        """None stands for an account without a balance endpoint; its runs are never refused."""
+        with self._lock:
+            self._balance = None if balance is None else Decimal(balance)
+
+    @property
+    def balance(self) -> Decimal | None:
+        with self._lock:
+            return self._balance
+
+    def add_asset(self, asset: Asset) -> None:
+        with self._lock:
+            self._assets[asset.id] = asset
+
+    def asset(self, asset_id: str) -> Asset | None:
+        with self._lock:
+            return self._assets.get(asset_id)
+
+    def store_upload(self, asset_id: str, data: bytes) -> None:
+        with self._lock:
+            self._assets[asset_id].data = data
+
+    def confirm(self, asset_id: str) -> bool:
+        """Mark the asset confirmed; False while nothing has been uploaded to it."""
+        with self._lock:
+            asset = self._assets[asset_id]
+            asset.confirmed = asset.data is not None
+            return asset.confirmed
+
+    def add_run(self, run: Run) -> bool:
+        """Record a run and charge for it; False when the balance cannot cover the price."""
+        with self._lock:
+            if self._balance is not None:
+                if self._balance < PRICE:
+                    return False
+                self._balance -= PRICE
+            self._runs[run.id] = run
+            return True
+
+    def run(self, run_id: str) -> Run | None:
+        with self._lock:
+            return self._runs.get(run_id)
+
+    def runs(self) -> list[Run]:
+        with self._lock:
+            return list(self._runs.values())
+
+    def record(self, request: RequestRecord) -> RequestRecord:
+        with self._lock:
+            self._requests.append(request)
+        return request
+
+    def requests(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._requests)
+
+    def add_delivery(self, delivery: CallbackDelivery) -> None:
+        with self._lock:
+            self._deliveries.append(delivery)
+
+    def deliveries(self, run_id: str | None = None) -> list[CallbackDelivery]:
+        with self._lock:
+            return [d for d in self._deliveries if run_id is None or d.run_id == run_id]

@@ -1,0 +1,108 @@
+"""Carries a run to its end: fetch the input zip, composite, then send the callback on time."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import threading
+import time
+import urllib.request
+from typing import Callable
+from urllib.error import HTTPError
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from runflow_bg.emulator.callbacks import CallbackSender, payload
+from runflow_bg.emulator.faults import Faults, RunFailure
+from runflow_bg.emulator.runs import Outcome, Run
+from runflow_bg.emulator.signing import Links
+from runflow_bg.emulator.state import State
+from runflow_bg.urls import is_loopback_host, redact_url, same_origin
+
+FETCH_TIMEOUT = 10.0
+MAX_ZIP_BYTES = 50 * 1024 * 1024
+_ASSET_PATH = re.compile(r"/files/assets/(?P<asset_id>[^/]+)/(?P<filename>[^/]+)")
+
+
+class FetchError(Exception):
+    """The run's zip_url could not be read."""
+
+
+class Worker:
+    """Runs each run on its own thread, so results and callbacks come even if no one polls."""
+
+    def __init__(self, state: State, links: Links, faults: Faults, sender: CallbackSender,
+                 stop: threading.Event, spawn: Callable[..., None]):
+        self.state = state
+        self.links = links
+        self.faults = faults
+        self.sender = sender
+        self.stop = stop
+        self.spawn = spawn
+
+    def start(self, run: Run, failure: RunFailure | None) -> None:
+        self.spawn(self._carry, run, failure)
+
+    def redeliver(self, run: Run) -> None:
+        self.spawn(self._send_callback, run)
+
+    def _carry(self, run: Run, failure: RunFailure | None) -> None:
+        if failure is not None:
+            run.outcome = Outcome(status=failure.status, code=failure.code, message=failure.message,
+                                  stage="inference")
+        else:
+            run.outcome = self._compute(run)
+        if run.callback_url and not self.stop.wait(max(0.0, run.finish_time() - time.monotonic())):
+            self._send_callback(run)
+
+    def _send_callback(self, run: Run) -> None:
+        view = run.view(time.monotonic(), self.links, spelling=self.faults.status_spelling,
+                        output_shape=self.faults.output_shape)
+        self.sender.send(run.id, run.callback_url, payload(view))
+
+    def _compute(self, run: Run) -> Outcome:
+        from runflow_bg.emulator.compositor import CompositeError, composite
+
+        try:
+            data = self._fetch(run.input["zip_url"])
+        except FetchError as exc:
+            return Outcome(status="failed", code="INPUT_FETCH_FAILED", message=str(exc), stage="input")
+        try:
+            image = composite(data, run.input["file_image"], run.input["file_reference"],
+                              run.input.get("prompt"))
+        except CompositeError as exc:
+            return Outcome(status="failed", code=exc.code, message=exc.message, stage="inference")
+        except Exception as exc:  # a compositor bug must still end the run, as a server error would
+            return Outcome(status="errored", code="INTERNAL_ERROR", message=f"{type(exc).__name__}: {exc}",
+                           stage="inference")
+        return Outcome(image=image)
+
+    def _fetch(self, url: str) -> bytes:
+        """The emulator's own asset URLs are read from the store; others are downloaded."""
+        parts = urlsplit(url)
+        if _ASSET_PATH.fullmatch(parts.path) and same_origin(url, self.links.base_url):
+            return self._read_asset(url)
+        if parts.scheme not in ("http", "https"):
+            raise FetchError(f"zip_url {redact_url(url)} is not an http(s) URL")
+        handlers = [urllib.request.ProxyHandler({})] if is_loopback_host(parts.hostname) else []
+        try:
+            with urllib.request.build_opener(*handlers).open(url, timeout=FETCH_TIMEOUT) as answer:
+                data = answer.read(MAX_ZIP_BYTES + 1)
+        except HTTPError as exc:
+            exc.close()
+            raise FetchError(f"zip_url {redact_url(url)} answered HTTP {exc.code}") from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            raise FetchError(f"could not fetch zip_url {redact_url(url)}: {exc}") from None
+        if len(data) > MAX_ZIP_BYTES:
+            raise FetchError(f"zip_url {redact_url(url)} is larger than 50 MiB")
+        return data
+
+    def _read_asset(self, url: str) -> bytes:
+        parts = urlsplit(url)
+        problem = self.links.check(parts.path, dict(parse_qsl(parts.query)))
+        if problem:
+            raise FetchError(f"zip_url {redact_url(url)} answered HTTP 403 {problem[0]}: {problem[1]}")
+        match = _ASSET_PATH.fullmatch(parts.path)
+        asset = self.state.asset(unquote(match["asset_id"]))
+        if asset is None or asset.data is None or asset.filename != unquote(match["filename"]):
+            raise FetchError(f"zip_url {redact_url(url)} answered HTTP 404 NoSuchKey")
+        return asset.data

@@ -1,0 +1,72 @@
+"""Output file names from the --name template; nothing a server says ever becomes a path."""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from pathlib import Path
+
+from runflow_bg.errors import InputError, UsageError
+
+DEFAULT_TEMPLATE = "{stem}-bg{n}.{ext}"
+FIELDS = frozenset({"stem", "scene", "n", "run", "ext"})
+OUTPUT_EXTENSIONS = ("webp", "png", "jpg", "jpeg", "bin")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f/\\:*?\"<>|]")
+_MAX_COMPONENT = 120
+
+
+def safe_component(text: str, fallback: str = "output") -> str:
+    """A file-name component from any text: no separators, control characters or dot-names."""
+    text = unicodedata.normalize("NFC", str(text))
+    text = _UNSAFE.sub("_", text).strip().lstrip(".")
+    text = text[:_MAX_COMPONENT].rstrip(". ")
+    return text or fallback
+
+
+def check_template(template: str) -> str:
+    """Refuse templates with unknown fields or that leave the output folder."""
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise UsageError(f"Invalid --name {template!r}: {exc}.") from None
+    unknown = fields - FIELDS
+    if unknown:
+        raise UsageError(f"Invalid --name {template!r}: unknown field {{{sorted(unknown)[0]}}}.",
+                         hint="Fields: {stem}, {scene}, {n}, {run}, {ext}.")
+    if Path(template).is_absolute() or ".." in Path(template).parts:
+        raise UsageError(f"Invalid --name {template!r}: it must stay inside the output folder.")
+    return template
+
+
+def render(template: str, *, stem: str, scene: str, index: int, run_id: str, ext: str) -> str:
+    """The relative path of output number `index` (0-based): `{n}` is '' then -2, -3 ..."""
+    values = {
+        "stem": safe_component(stem, "photo"),
+        "scene": safe_component(scene, "scene"),
+        "n": "" if index == 0 else f"-{index + 1}",
+        "run": safe_component(run_id, "run"),
+        "ext": safe_component(ext, "bin"),
+    }
+    parts = [safe_component(part) for part in template.format(**values).split("/") if part]
+    return "/".join(parts) or f"{values['stem']}-bg.{values['ext']}"
+
+
+def output_path(out_dir: Path, relative: str) -> Path:
+    """The output path as the user would write it, guaranteed to lie inside `out_dir`."""
+    root = out_dir.resolve()
+    resolved = (root / relative).resolve()
+    if root != resolved and root not in resolved.parents:
+        raise InputError(f"Refusing to write {relative}: outside {out_dir}.")
+    return out_dir / relative
+
+
+def existing_first_output(out_dir: Path, template: str, *, stem: str, scene: str,
+                          run_id: str = "run") -> Path | None:
+    """An existing file for the first output under any extension, if there is one."""
+    for ext in OUTPUT_EXTENSIONS:
+        relative = render(template, stem=stem, scene=scene, index=0, run_id=run_id, ext=ext)
+        path = out_dir / relative
+        if path.exists():
+            return path
+    return None

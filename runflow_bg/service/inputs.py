@@ -1,0 +1,117 @@
+"""Everything checked and prepared locally before the first paid call."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from runflow_bg.errors import InputError, UsageError
+from runflow_bg.images import InputFile, PreparedImage, prepare_image, read_input, same_file
+from runflow_bg.naming import existing_first_output
+from runflow_bg.packing import Package, pack
+from runflow_bg.progress import Reporter
+from runflow_bg.urls import is_allowed_url, redact_url
+
+MODEL = "runflow/background-replace"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What one request sends: a packed zip (or a zip URL) and the names for its outputs."""
+
+    photo: str
+    scene: str
+    stem: str
+    scene_stem: str
+    image_member: str
+    reference_member: str
+    package: Package | None = None
+    zip_url: str | None = None
+    summary: str = ""
+
+    def content_hash(self, prompt: str | None, model: str = MODEL) -> str:
+        """Identifies the request's content: same photo, scene, prompt and model, same hash."""
+        digest = hashlib.sha256()
+        source = self.package.sha256 if self.package else f"url:{self.zip_url}"
+        for part in (model, source, self.image_member, self.reference_member, prompt or ""):
+            encoded = part.encode()
+            digest.update(len(encoded).to_bytes(8, "big") + encoded)
+        return digest.hexdigest()
+
+    def run_input(self, zip_url: str, prompt: str | None) -> dict:
+        body = {"zip_url": zip_url, "file_image": self.image_member,
+                "file_reference": self.reference_member}
+        if prompt:
+            body["prompt"] = prompt
+        return body
+
+
+def load_image(name: str, stdin: BinaryIO | None,
+               reporter: Reporter) -> tuple[PreparedImage, InputFile]:
+    """Read and prepare one image; returns it with the file it came from (for same-file checks)."""
+    source = read_input(name, stdin)
+    prepared = prepare_image(source)
+    for notice in prepared.notices:
+        reporter.on_notice(notice)
+    return prepared, source
+
+
+def local_inputs(photo_name: str, scene: PreparedImage, scene_source: InputFile, stdin: BinaryIO | None,
+                 reporter: Reporter) -> Inputs:
+    """Check and pack one photo with an already prepared scene."""
+    photo, source = load_image(photo_name, stdin, reporter)
+    if same_file(source, scene_source):
+        raise InputError(f"{photo_name} is given as both the photo and the scene.",
+                         hint="Give the product photo first, then a different scene image.")
+    package = pack(photo, scene)
+    return Inputs(photo=photo_name, scene=scene.name, stem=photo.stem, scene_stem=scene.stem,
+                  image_member=package.image_member, reference_member=package.reference_member,
+                  package=package, summary=f"{photo.describe()} and {scene.describe()}")
+
+
+def replace_inputs(photo_name: str, scene_name: str, stdin: BinaryIO | None,
+                   reporter: Reporter) -> Inputs:
+    """The photo and the scene of `replace`, checked, prepared and packed."""
+    if photo_name == "-" and scene_name == "-":
+        raise UsageError("Only one of PHOTO and SCENE can be `-` (standard input).")
+    scene, scene_source = load_image(scene_name, stdin, reporter)
+    inputs = local_inputs(photo_name, scene, scene_source, stdin, reporter)
+    reporter.on_stage(f"checked {inputs.summary}")
+    return inputs
+
+
+def zip_url_inputs(zip_url: str, image: str | None, reference: str | None) -> Inputs:
+    """A zip already online: only its URL and member names are sent."""
+    if not image or not reference:
+        raise UsageError("--zip-url needs --image NAME and --reference NAME (members of the zip).")
+    if not is_allowed_url(zip_url):
+        raise UsageError(f"Refusing --zip-url {redact_url(zip_url)}: it must be https.")
+    stem = PurePosixPath(image).stem or "image"
+    return Inputs(photo=image, scene=reference, stem=stem, scene_stem=PurePosixPath(reference).stem,
+                  image_member=image, reference_member=reference, zip_url=zip_url)
+
+
+def check_output_dir(out_dir: Path, *, create: bool = True) -> None:
+    """The output folder exists (or can be made) and can be written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir} is not a folder.", hint="Give a folder with -o/--out.")
+    if not create and not out_dir.exists():
+        return
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"Cannot create the output folder {out_dir}: {exc.strerror}.") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise InputError(f"The output folder {out_dir} is not writable.",
+                         hint="Choose another folder with -o/--out.")
+
+
+def check_first_output_free(inputs: Inputs, out_dir: Path, template: str) -> None:
+    """Refuse before spending anything when the first output's file already exists."""
+    existing = existing_first_output(out_dir, template, stem=inputs.stem, scene=inputs.scene_stem)
+    if existing is not None:
+        raise InputError(f"{existing} already exists.",
+                         hint="Add --overwrite to replace it, or choose another --name or --out.")

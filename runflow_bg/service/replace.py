@@ -1,0 +1,214 @@
+"""The replace use case: upload, create exactly once, wait, download, and record every step."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from runflow_bg.client import RunflowClient, new_client_ref
+from runflow_bg.download import OutputNaming, SavedFile, download_outputs
+from runflow_bg.errors import Interrupted, RunFailed, RunflowBgError
+from runflow_bg.journal import CREATING, FAILED, SUBMITTED, SUCCEEDED, Journal
+from runflow_bg.models import Run, RunState
+from runflow_bg.naming import DEFAULT_TEMPLATE, output_path, render
+from runflow_bg.polling import PollSchedule, wait_for_run
+from runflow_bg.progress import Reporter, human_size
+from runflow_bg.service.inputs import MODEL, Inputs
+
+PRICE_USD = Decimal("0.35")
+
+
+@dataclass(frozen=True)
+class ReplaceOptions:
+    """How to run one request; plain values resolved by the CLI."""
+
+    out_dir: Path = Path(".")
+    prompt: str | None = None
+    name_template: str = DEFAULT_TEMPLATE
+    overwrite: bool = False
+    wait: bool = True
+    timeout: float | None = 600.0
+    poll: PollSchedule = PollSchedule()
+    callback_url: str | None = None
+    metadata: dict | None = None
+    use_cache: bool = True
+
+    def naming(self, inputs: Inputs) -> OutputNaming:
+        return OutputNaming(self.out_dir, self.name_template, inputs.stem, inputs.scene_stem,
+                            self.overwrite)
+
+
+@dataclass
+class Outcome:
+    """What became of one request; `to_json` is the spec's JSON shape."""
+
+    inputs: Inputs
+    prompt: str | None
+    client_ref: str | None = None
+    run: Run | None = None
+    saved: list[SavedFile] = field(default_factory=list)
+    cached: bool = False
+    skipped: bool = False
+    error: RunflowBgError | None = None
+
+    def to_json(self) -> dict:
+        run = self.run
+        return {
+            "run_id": run.id if run else (self.error.run_id if self.error else None),
+            "status": run.status if run else ("skipped" if self.skipped else None),
+            "photo": self.inputs.photo,
+            "scene": self.inputs.scene,
+            "prompt": self.prompt,
+            "client_ref": self.client_ref,
+            "outputs": [{"url": s.url, "path": str(s.path)} for s in self.saved],
+            "duration_ms": run.duration_ms if run else None,
+            "cost": run.cost if run else None,
+            "cached": self.cached,
+            "skipped": self.skipped,
+            "error": self.error.to_dict() if self.error else None,
+        }
+
+
+def dry_run_summary(inputs: Inputs, options: ReplaceOptions, model: str = MODEL) -> dict:
+    """What a real run would send and cost; computed without any network call."""
+    members = [{"name": n, "bytes": s} for n, s in inputs.package.members] if inputs.package else []
+    return {
+        "dry_run": True,
+        "model": model,
+        "photo": inputs.photo,
+        "scene": inputs.scene,
+        "zip_url": inputs.zip_url,
+        "zip_bytes": len(inputs.package.data) if inputs.package else None,
+        "members": members,
+        "input": inputs.run_input("<uploaded zip>" if inputs.package else inputs.zip_url or "",
+                                  options.prompt),
+        "prompt": options.prompt,
+        "estimated_cost": str(PRICE_USD),
+        "currency": "USD",
+        "out_dir": str(options.out_dir),
+    }
+
+
+def _reuse_cached(journal: Journal, inputs: Inputs, options: ReplaceOptions,
+                  reporter: Reporter) -> Outcome | None:
+    """Copy the saved outputs of an identical request that already succeeded, if still there."""
+    entry = journal.succeeded_with_hash(inputs.content_hash(options.prompt))
+    if entry is None or not entry.outputs or not all(Path(p).is_file() for p in entry.outputs):
+        return None
+    naming = options.naming(inputs)
+    saved = []
+    for index, previous in enumerate(entry.outputs):
+        ext = Path(previous).suffix.lstrip(".") or "bin"
+        relative = render(naming.template, stem=naming.stem, scene=naming.scene, index=index,
+                          run_id=entry.run_id or "run", ext=ext)
+        target = output_path(options.out_dir, relative)
+        if target != Path(previous).resolve():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(previous, target)
+        saved.append(SavedFile(previous, target))
+        reporter.on_saved(str(target))
+    reporter.on_notice(f"reused the result of run {entry.run_id} (identical request; "
+                       "--no-cache pays for a new run)")
+    run = Run(id=entry.run_id or "", status=SUCCEEDED, client_ref=entry.client_ref)
+    return Outcome(inputs, options.prompt, entry.client_ref, run, saved, cached=True)
+
+
+def submit(client: RunflowClient, journal: Journal, inputs: Inputs, options: ReplaceOptions,
+           reporter: Reporter, *, job: str, item: str) -> tuple[str, Run]:
+    """Create the item's run exactly once: resume a recorded one, else upload, record, create.
+
+    A request recorded as submitted is picked up by its run id; one recorded as creating (the
+    process died during the create) is looked up by its client_ref before anything is sent.
+    """
+    content_hash = inputs.content_hash(options.prompt)
+    pending = journal.latest_for_item(job, item)
+    client_ref = None
+    if pending is not None and pending.content_hash == content_hash:
+        if pending.status == SUBMITTED and pending.run_id:
+            reporter.on_notice(f"resuming run {pending.run_id}, submitted earlier")
+            return pending.client_ref, client.get_run(pending.run_id)
+        if pending.status == CREATING:
+            existing = client.find_run_by_client_ref(pending.client_ref)
+            if existing is not None:
+                reporter.on_notice(f"resuming run {existing.id}, created earlier")
+                journal.record_run(pending.client_ref, existing.id)
+                return pending.client_ref, existing
+            client_ref = pending.client_ref
+    zip_url = inputs.zip_url
+    if inputs.package is not None:
+        asset = client.upload(inputs.package.data, "inputs.zip",
+                              on_bytes=lambda done, total: reporter.on_bytes("upload", done, total))
+        reporter.on_stage(f"uploaded inputs.zip ({human_size(len(inputs.package.data))})")
+        zip_url = asset.url
+    assert zip_url is not None
+    if client_ref is None:
+        client_ref = new_client_ref()
+        journal.record_request(client_ref=client_ref, content_hash=content_hash,
+                               photo=inputs.photo, scene=inputs.scene, prompt=options.prompt,
+                               out_dir=str(options.out_dir), name_template=options.name_template,
+                               job=job, item=item)
+    try:
+        run = client.create_run(inputs.run_input(zip_url, options.prompt), model=MODEL,
+                                client_ref=client_ref, callback_url=options.callback_url,
+                                metadata=options.metadata)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"Interrupted while creating the run (client_ref {client_ref}); it may exist.",
+            hint="Run the same command again: it looks the run up instead of paying twice.") from None
+    journal.record_run(client_ref, run.id)
+    return client_ref, run
+
+
+def finish(client: RunflowClient, journal: Journal, client_ref: str, run: Run, inputs: Inputs,
+           options: ReplaceOptions, reporter: Reporter) -> Outcome:
+    """Wait for a submitted run, then save its outputs; failures are recorded, then raised."""
+    try:
+        run = wait_for_run(client.get_run, run, timeout=options.timeout, schedule=options.poll,
+                           on_status=reporter.on_status, sleep=client.sleep)
+    except KeyboardInterrupt:
+        raise Interrupted(f"Interrupted while waiting for run {run.id}; it goes on server-side.",
+                          hint=f"Pick it up with `runflow-bg runs wait {run.id}`.",
+                          run_id=run.id) from None
+    except RunflowBgError as exc:
+        exc.run_id = exc.run_id or run.id
+        if exc.exit_code != 7:
+            exc.hint = f"{exc.hint or ''} Pick the run up with `runflow-bg runs wait {run.id}`.".strip()
+        raise
+    if run.state is RunState.FAILED:
+        what = "was canceled" if run.canceled else "failed"
+        reason = ": ".join(p for p in (run.failure_code, run.failure_message) if p)
+        journal.record_finish(client_ref, FAILED, error=reason or run.status)
+        raise RunFailed(f"Run {run.id} {what}{f' ({reason})' if reason else ''}.",
+                        code=run.failure_code or run.status.upper(), run_id=run.id,
+                        hint="Check the inputs; the run is not charged again unless you submit anew.")
+    try:
+        saved = download_outputs(client, run, options.naming(inputs),
+                                 on_bytes=lambda i, done, total: reporter.on_bytes("download", done, total))
+    except KeyboardInterrupt:
+        raise Interrupted(f"Interrupted while downloading the outputs of run {run.id}.",
+                          hint=f"Download them with `runflow-bg runs download {run.id}`.",
+                          run_id=run.id) from None
+    for item in saved:
+        reporter.on_saved(str(item.path))
+    journal.record_finish(client_ref, SUCCEEDED, [str(s.path) for s in saved])
+    return Outcome(inputs, options.prompt, client_ref, run, saved)
+
+
+def replace(client: RunflowClient, journal: Journal, inputs: Inputs, options: ReplaceOptions,
+            reporter: Reporter) -> Outcome:
+    """One photo, one scene: reuse an identical result, or submit, wait and download."""
+    if options.use_cache:
+        cached = _reuse_cached(journal, inputs, options, reporter)
+        if cached is not None:
+            return cached
+    item = f"{inputs.content_hash(options.prompt)}:{options.out_dir.resolve()}"
+    try:
+        client_ref, run = submit(client, journal, inputs, options, reporter, job="replace", item=item)
+    except KeyboardInterrupt:
+        raise Interrupted("Interrupted before the run was submitted; nothing was spent.") from None
+    if not options.wait:
+        return Outcome(inputs, options.prompt, client_ref, run)
+    return finish(client, journal, client_ref, run, inputs, options, reporter)
+

@@ -1,0 +1,62 @@
+"""Shared test helpers: sample images, zips, and running the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from PIL import Image
+
+KEY = "rf_test_cli_key_5678"
+
+
+def write_photo(path: Path, size=(160, 120), color=(200, 30, 30), fmt=None, exif=None) -> Path:
+    """A product on a white background: a coloured block in the middle."""
+    image = Image.new("RGB", size, "white")
+    w, h = size
+    image.paste(color, (w // 4, h // 4, 3 * w // 4, 3 * h // 4))
+    kwargs = {"exif": exif} if exif is not None else {}
+    image.save(path, fmt, **kwargs)
+    return path
+
+
+def write_scene(path: Path, size=(200, 150), color=(40, 90, 160)) -> Path:
+    image = Image.new("RGB", size, color)
+    image.save(path)
+    return path
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def cli_env(base_url: str | None, home: Path, key: str | None = KEY, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RUNFLOW_", "GITHUB_"))}
+    env.update({"RUNFLOW_BG_HOME": str(home), "NO_COLOR": "1", "RUNFLOW_BG_RETRIES": "2",
+                "HOME": str(home / "user-home"), "COLUMNS": "100"})
+    if base_url:
+        env["RUNFLOW_BASE_URL"] = base_url
+    if key:
+        env["RUNFLOW_API_KEY"] = key
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict, cwd: Path, stdin: bytes | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run `runflow-bg ARGS` as a real process; stdout and stderr are kept apart."""
+    return subprocess.run([sys.executable, "-m", "runflow_bg", *args], env=env, cwd=cwd,
+                          input=stdin, capture_output=True, timeout=timeout)
+
+
+def has_control_chars(text: str) -> bool:
+    return any(ord(ch) < 32 and ch not in "\n" for ch in text) or "\x1b" in text

@@ -1,0 +1,600 @@
+"""The emulator over real sockets with plain httpx: every endpoint, every fault knob, callbacks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import socket
+import ssl
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from PIL import Image
+
+from runflow_bg.emulator import Emulator, Faults
+from runflow_bg.emulator.runs import Run
+
+KEY = "rf_emulator_test_key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+FAST = {"api_key": KEY, "run_seconds": 0.2, "callback_retry_delays": (0.05, 0.1)}
+RUN_FIELDS = {"id", "model", "status_code", "input", "output", "metadata", "client_ref", "callback_url",
+              "created_at", "started_at", "completed_at", "duration_ms", "cost", "failure_code",
+              "failure_message", "failure_stage_code"}
+TLS = ssl.create_default_context()  # shared: building one per httpx client costs ~50 ms
+FINISHED = {"succeeded", "partial_succeeded", "failed", "errored", "canceled", "cancelled"}
+
+
+def plain_get(url: str, **kwargs) -> httpx.Response:
+    """A GET without the API key, as presigned file and output URLs are fetched."""
+    return httpx.get(url, verify=TLS, **kwargs)
+
+
+def plain_put(url: str, **kwargs) -> httpx.Response:
+    """A PUT without the API key, as presigned upload URLs are used."""
+    return httpx.put(url, verify=TLS, **kwargs)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+NOWHERE = f"http://127.0.0.1:{closed_port()}/inputs.zip"  # refuses at once, so runs fail fast
+
+
+def make_zip() -> bytes:
+    photo = Image.new("RGB", (64, 48), "white")
+    photo.paste((200, 30, 30), (20, 12, 44, 40))
+    scene = Image.new("RGB", (80, 60), (40, 90, 160))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, img in (("image.png", photo), ("reference.png", scene)):
+            member = io.BytesIO()
+            img.save(member, "PNG")
+            zf.writestr(name, member.getvalue())
+    return buf.getvalue()
+
+
+def eventually(check, deadline: float = 5.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def emu():
+    with Emulator(**FAST) as server:
+        yield server
+
+
+@pytest.fixture
+def api(emu):
+    with httpx.Client(base_url=f"{emu.base_url}/v1", headers=AUTH, timeout=5, verify=TLS) as client:
+        yield client
+
+
+@pytest.fixture
+def receiver():
+    """A local callback receiver that answers with queued statuses (then 200), and serves files."""
+    hits, answers, files = [], [], {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            hits.append(SimpleNamespace(headers={k.lower(): v for k, v in self.headers.items()}, body=body))
+            self.send_response(answers.pop(0) if answers else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self):
+            data = files.get(self.path)
+            self.send_response(200 if data is not None else 404)
+            self.send_header("Content-Length", str(len(data or b"")))
+            self.end_headers()
+            self.wfile.write(data or b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    yield SimpleNamespace(base=base, url=f"{base}/hook", hits=hits, answers=answers, files=files)
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def session_body(data: bytes) -> dict:
+    return {"filename": "inputs.zip", "mime_type": "application/zip", "size_bytes": len(data)}
+
+
+def upload(api: httpx.Client, data: bytes) -> dict:
+    """The three upload steps; returns the asset, whose url serves as a zip_url."""
+    session = api.post("/asset-uploads", json=session_body(data))
+    assert session.status_code == 201
+    put = plain_put(session.json()["upload_url"], content=data, headers={"Content-Type": "application/zip"})
+    assert put.status_code == 200
+    confirmed = api.post(f"/asset-uploads/{session.json()['asset_id']}/confirmations", json={})
+    assert confirmed.status_code == 201
+    return confirmed.json()
+
+
+def run_body(zip_url: str, **extra) -> dict:
+    return {"input": {"zip_url": zip_url, "file_image": "image.png", "file_reference": "reference.png",
+                      "prompt": None}, **extra}
+
+
+def create(api: httpx.Client, zip_url: str, **extra) -> dict:
+    answer = api.post("/models/runflow/background-replace/runs", json=run_body(zip_url, **extra))
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def wait_finished(api: httpx.Client, run_id: str) -> dict:
+    def finished():
+        run = api.get(f"/runs/{run_id}").json()
+        return run if run["status_code"] in FINISHED else None
+
+    return eventually(finished)
+
+
+def statuses_seen(api: httpx.Client, run_id: str) -> list[str]:
+    """Each status a run shows, polled every few ms until it finishes."""
+    seen, end = [], time.monotonic() + 5
+    while not seen or seen[-1] not in FINISHED:
+        assert time.monotonic() < end, f"run {run_id} still {seen[-1]}"
+        status = api.get(f"/runs/{run_id}").json()["status_code"]
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        time.sleep(0.005)
+    return seen
+
+
+# -- health, auth, account -------------------------------------------------------------------
+
+def test_health_needs_no_key(emu):
+    answer = plain_get(f"{emu.base_url}/v1/health")
+    assert answer.status_code == 200 and answer.json() == {"ok": True, "status": "ok"}
+    assert answer.headers["runflow-request-id"].startswith("req_")
+    assert emu.requests[0].endpoint == "health" and emu.requests[0].had_authorization is False
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer rf_wrong"}, {"Authorization": KEY}])
+def test_missing_or_wrong_key_is_401(emu, headers):
+    answer = plain_get(f"{emu.base_url}/v1/auth/me", headers=headers)
+    assert answer.status_code == 401
+    assert answer.json()["code"] == "UNAUTHORIZED" and answer.json()["errors"] is None
+    assert answer.headers["runflow-request-id"].startswith("req_")
+    assert emu.requests[-1].status == 401
+
+
+def test_me_and_unknown_paths(api):
+    me = api.get("/auth/me")
+    assert me.status_code == 200 and {"id", "email", "org"} <= me.json().keys()
+    for answer in (api.get("/nothing/here"), api.delete("/runs")):
+        assert answer.status_code == 404 and answer.json()["code"] == "NOT_FOUND"
+
+
+def test_keep_alive_reuses_one_connection(api):
+    ports = {api.get("/health").extensions["network_stream"].get_extra_info("client_addr")[1]
+             for _ in range(3)}
+    assert len(ports) == 1
+
+
+def test_balance_credit_and_missing_balance(emu, api):
+    assert api.get("/billing/balance").json() == {"balance": "100.00", "currency": "USD"}
+    create(api, upload(api, make_zip())["url"])
+    assert api.get("/billing/balance").json()["balance"] == "99.65"
+    emu.set_balance("0.10")
+    refused = api.post("/models/runflow/background-replace/runs", json=run_body(NOWHERE))
+    assert refused.status_code == 402 and refused.json()["code"] == "INSUFFICIENT_CREDIT"
+    assert emu.created_run_count == 1
+    emu.set_balance(None)
+    assert api.get("/billing/balance").status_code == 404
+
+
+# -- uploads ---------------------------------------------------------------------------------
+
+def test_upload_confirm_and_fetch(emu, api):
+    data = make_zip()
+    session = api.post("/asset-uploads", json=session_body(data))
+    assert session.status_code == 201
+    asset_id, upload_url = session.json()["asset_id"], session.json()["upload_url"]
+    assert upload_url.startswith(f"{emu.base_url}/storage/uploads/{asset_id}?sig=")
+    assert "expires=" in upload_url
+    early = api.post(f"/asset-uploads/{asset_id}/confirmations", json={})
+    assert early.status_code == 409 and early.json()["code"] == "UPLOAD_INCOMPLETE"
+
+    put = plain_put(upload_url, content=data, headers={"Content-Type": "application/zip"})
+    assert put.status_code == 200 and put.headers["etag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    assert emu.storage_saw_authorization is False
+    asset = api.post(f"/asset-uploads/{asset_id}/confirmations", json={}).json()
+    assert asset.keys() == {"id", "name", "url", "mime_type", "size_bytes", "created_at"}
+    assert asset["id"] == asset_id and asset["size_bytes"] == len(data)
+    assert asset["created_at"].endswith("+00:00")
+    assert asset["url"].startswith(f"{emu.base_url}/files/assets/{asset_id}/inputs.zip?sig=")
+
+    fresh = api.get(f"/assets/{asset_id}")
+    assert fresh.status_code == 200 and fresh.json()["id"] == asset_id
+    download = plain_get(fresh.json()["url"])
+    assert download.content == data and download.headers["content-type"] == "application/zip"
+    assert plain_get(fresh.json()["url"].replace("sig=", "sig=0")).status_code == 403
+    assert api.get("/assets/no-such-asset").json()["code"] == "ASSET_NOT_FOUND"
+
+    assert plain_put(upload_url, content=data, headers=AUTH).status_code == 200
+    assert emu.storage_saw_authorization is True
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"filename": "a.zip", "mime_type": "application/zip", "size_bytes": 52_428_801}, "size_bytes"),
+    ({"filename": "a.zip", "mime_type": "application/zip", "size_bytes": 0}, "size_bytes"),
+    ({"filename": "a.zip", "mime_type": "application/zip", "size_bytes": "12"}, "size_bytes"),
+    ({"filename": "a.txt", "mime_type": "text/plain", "size_bytes": 12}, "mime_type"),
+    ({"filename": "", "mime_type": "image/png", "size_bytes": 12}, "filename"),
+    ([1, 2], "body"),
+])
+def test_upload_refusals(api, body, field):
+    answer = api.post("/asset-uploads", json=body)
+    assert answer.status_code == 422 and answer.json()["code"] == "VALIDATION_ERROR"
+    assert field in [error["field"] for error in answer.json()["errors"]]
+
+
+def test_storage_put_checks_signature_length_and_expiry(emu, api):
+    data = make_zip()
+    session = api.post("/asset-uploads", json=session_body(data)).json()
+    url = session["upload_url"]
+    forged = plain_put(url.replace("sig=", "sig=f"), content=data)
+    assert forged.status_code == 403 and b"SignatureDoesNotMatch" in forged.content
+    assert plain_put(url, content=data[:-1]).status_code == 400
+    emu.faults.expire_upload_urls(1)
+    expired = plain_put(url, content=data)
+    assert expired.status_code == 403 and b"Request has expired" in expired.content
+    assert plain_put(url, content=data).status_code == 200
+    assert [r.status for r in emu.requests if r.endpoint == "storage_put"] == [403, 400, 403, 200]
+
+
+def test_chunked_request_bodies_are_read(emu, api):
+    data = make_zip()
+    session = api.post("/asset-uploads", json=session_body(data)).json()
+    put = plain_put(session["upload_url"], content=iter([data[:100], data[100:]]))
+    assert put.status_code == 200 and put.request.headers["transfer-encoding"] == "chunked"
+    body = json.dumps(run_body(NOWHERE)).encode()
+    created = api.post("/models/runflow/background-replace/runs", content=iter([body[:20], body[20:]]))
+    assert created.status_code == 201
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+def test_run_goes_queued_running_succeeded_and_its_output_downloads():
+    with Emulator(api_key=KEY, run_seconds=0.6) as slow, \
+            httpx.Client(base_url=f"{slow.base_url}/v1", headers=AUTH, timeout=5, verify=TLS) as api:
+        created = create(api, upload(api, make_zip())["url"], metadata={"sku": "A1"}, client_ref="ref-1")
+        assert created.keys() == RUN_FIELDS and created["status_code"] == "queued"
+        assert created["output"] is None and created["cost"] == "0.35"
+        assert created["model"] == "runflow/background-replace" and created["created_at"].endswith("+00:00")
+        assert statuses_seen(api, created["id"]) == ["queued", "running", "succeeded"]
+        done = api.get(f"/runs/{created['id']}").json()
+        assert done["metadata"] == {"sku": "A1"} and done["client_ref"] == "ref-1"
+        assert done["duration_ms"] >= 600 and done["completed_at"].endswith("+00:00")
+        assert done["failure_code"] is None and done["failure_stage_code"] is None
+        [url] = done["output"]["image_urls"]
+        assert url.startswith(f"{slow.base_url}/files/outputs/{created['id']}/1.webp?sig=")
+        image = plain_get(url)
+        assert image.headers["content-type"] == "image/webp"
+        assert int(image.headers["content-length"]) == len(image.content)
+        assert Image.open(io.BytesIO(image.content)).format == "WEBP"
+        assert plain_get(url.replace("sig=", "sig=0")).status_code == 403
+
+
+def test_run_seconds_can_change_for_later_runs(emu, api):
+    emu.run_seconds = 30
+    run = create(api, NOWHERE)
+    time.sleep(0.1)
+    assert api.get(f"/runs/{run['id']}").json()["status_code"] == "queued"
+
+
+def test_the_phases_by_elapsed_time():
+    run = Run(input={}, run_seconds=1.0, created=100.0)
+    times = (100.0, 100.15, 100.5, 102.0)
+    assert [run.status(t, "alt") for t in times[:3]] == ["queued", "dispatching", "running"]
+    assert [run.status(t) for t in times] == ["queued", "queued", "running", "running"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({}, "input"),
+    (run_body("ftp://example.com/in.zip"), "input.zip_url"),
+    ({"input": {"zip_url": NOWHERE, "file_reference": "r.png"}}, "input.file_image"),
+    ({"input": {"zip_url": NOWHERE, "file_image": "i.png", "file_reference": ""}}, "input.file_reference"),
+    ({"input": {"zip_url": NOWHERE, "file_image": "i", "file_reference": "r", "prompt": 5}},
+     "input.prompt"),
+    (run_body(NOWHERE, metadata=[1]), "metadata"),
+    (run_body(NOWHERE, client_ref="x" * 256), "client_ref"),
+    (run_body(NOWHERE, callback_url="not a url"), "callback_url"),
+    ("not an object", "body"),
+])
+def test_create_refusals(emu, api, body, field):
+    answer = api.post("/models/runflow/background-replace/runs", json=body)
+    assert answer.status_code == 422 and answer.json()["code"] == "VALIDATION_ERROR"
+    assert field in [error["field"] for error in answer.json()["errors"]]
+    assert emu.created_run_count == 0
+
+
+def test_unknown_model_and_unknown_run_are_404(api):
+    other = api.post("/models/runflow/other-model/runs", json=run_body(NOWHERE))
+    assert other.status_code == 404 and other.json()["code"] == "MODEL_NOT_FOUND"
+    for path in ("/runs/no-such-run", "/runs/no-such-run/callback"):
+        answer = api.get(path)
+        assert answer.status_code == 404 and answer.json()["code"] == "RUN_NOT_FOUND"
+
+
+@pytest.mark.parametrize("status", ["failed", "errored", "canceled", "cancelled"])
+def test_failed_runs(emu, api, status):
+    emu.faults.fail_runs(1, status=status, code="MODEL_ERROR", message="model crashed")
+    url = upload(api, make_zip())["url"]
+    done = wait_finished(api, create(api, url)["id"])
+    assert done["status_code"] == status and done["output"] is None
+    assert (done["failure_code"], done["failure_message"]) == ("MODEL_ERROR", "model crashed")
+    assert done["failure_stage_code"] == "inference"
+    assert wait_finished(api, create(api, url)["id"])["status_code"] == "succeeded"
+
+
+@pytest.mark.parametrize("data, member, code", [
+    (b"this is not a zip", "image.png", "INVALID_INPUT_ZIP"),
+    (make_zip(), "nope.png", "INPUT_FILE_NOT_FOUND"),
+])
+def test_compositor_errors_fail_the_run(api, data, member, code):
+    body = run_body(upload(api, data)["url"])
+    body["input"]["file_image"] = member
+    run = api.post("/models/runflow/background-replace/runs", json=body).json()
+    done = wait_finished(api, run["id"])
+    assert done["status_code"] == "failed" and done["failure_code"] == code and done["failure_message"]
+
+
+def test_zip_url_that_cannot_be_fetched_fails_the_run(api):
+    unreachable = f"http://127.0.0.1:{closed_port()}/inputs.zip?sig=secret"
+    forged = upload(api, make_zip())["url"].replace("sig=", "sig=0")
+    for url in (unreachable, forged):
+        done = wait_finished(api, create(api, url)["id"])
+        assert done["failure_code"] == "INPUT_FETCH_FAILED" and "sig=" not in done["failure_message"]
+
+
+def test_foreign_zip_url_is_downloaded(api, receiver):
+    receiver.files["/inputs.zip"] = make_zip()
+    done = wait_finished(api, create(api, f"{receiver.base}/inputs.zip")["id"])
+    assert done["status_code"] == "succeeded"
+
+
+def test_list_filters_and_pages(emu, api):
+    url = upload(api, make_zip())["url"]
+    runs = [create(api, url, client_ref=f"ref-{i}") for i in range(3)]
+    found = api.get("/runs", params={"q": "client_ref.EQ:'ref-1'"}).json()
+    assert [r["id"] for r in found["items"]] == [runs[1]["id"]]
+    first = api.get("/runs", params={"limit": 2}).json()
+    assert [r["id"] for r in first["items"]] == [runs[2]["id"], runs[1]["id"]]
+    assert first["prev_pq"] is None and first["next_pq"]
+    second = api.get("/runs", params={"limit": 2, "pq": first["next_pq"]}).json()
+    assert [r["id"] for r in second["items"]] == [runs[0]["id"]] and second["next_pq"] is None
+    assert second["prev_pq"]
+    ascending = api.get("/runs", params={"sort_by": "created_at:asc"}).json()["items"]
+    assert [r["id"] for r in ascending] == [r["id"] for r in runs]
+    for run in runs:
+        wait_finished(api, run["id"])
+    assert len(api.get("/runs", params={"q": "status_code:succeeded"}).json()["items"]) == 3
+    both = api.get("/runs", params={"q": "client_ref.EQ:'ref-2',status_code:succeeded"}).json()["items"]
+    assert [r["id"] for r in both] == [runs[2]["id"]]
+    assert emu.requests[-1].path == "/v1/runs"
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"limit": 0}, "limit"), ({"limit": 501}, "limit"), ({"limit": "ten"}, "limit"),
+    ({"sort_by": "name"}, "sort_by"), ({"q": "model:x"}, "q"), ({"pq": "not-a-cursor"}, "pq"),
+])
+def test_list_refusals(api, params, field):
+    answer = api.get("/runs", params=params)
+    assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == field
+
+
+# -- fault knobs -----------------------------------------------------------------------------
+
+def test_fail_next_answers_without_processing(emu, api):
+    emu.faults.fail_next("run_create", 503, count=2, retry_after=1)
+    for _ in range(2):
+        answer = api.post("/models/runflow/background-replace/runs", json=run_body(NOWHERE))
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+        assert answer.json()["code"] == "MODEL_UNAVAILABLE" and "message" in answer.json()
+    assert emu.created_run_count == 0
+    create(api, NOWHERE)
+    assert emu.count("run_create") == 3 and emu.created_run_count == 1
+    assert [r.status for r in emu.requests] == [503, 503, 201]
+
+
+def test_fail_next_bodies(emu, api):
+    emu.faults.fail_next("me", 500, body="upstream exploded")
+    emu.faults.fail_next("me", 400, body={"detail": "bad"})
+    emu.faults.fail_next("storage_put", 500)
+    emu.faults.fail_next("run_get", 422)
+    assert api.get("/auth/me").text == "upstream exploded"
+    assert api.get("/auth/me").json() == {"detail": "bad"}
+    storage = plain_put(f"{emu.base_url}/storage/uploads/x", content=b"")
+    assert b"<Code>InternalError</Code>" in storage.content
+    assert api.get("/runs/x").json()["errors"][0].keys() == {"field", "msg"}
+
+
+def test_drop_after_create_records_the_run(emu, api):
+    emu.faults.drop_after_create(1)
+    with pytest.raises(httpx.RemoteProtocolError):
+        api.post("/models/runflow/background-replace/runs", json=run_body(NOWHERE, client_ref="lost"))
+    assert emu.created_run_count == 1 and emu.requests[-1].status is None
+    found = api.get("/runs", params={"q": "client_ref.EQ:'lost'"}).json()["items"]
+    assert [r["id"] for r in found] == [emu.runs()[0]["id"]]
+
+
+def test_drop_next_on_a_read(emu, api):
+    emu.faults.drop_next("me")
+    with pytest.raises(httpx.RemoteProtocolError):
+        api.get("/auth/me")
+    assert api.get("/auth/me").status_code == 200 and emu.count("me") == 2
+
+
+def test_delay_then_answer_and_a_create_that_times_out_is_still_recorded(emu, api):
+    emu.faults.delay("me", 0.3, count=1)
+    started = time.monotonic()
+    assert api.get("/auth/me").status_code == 200
+    assert time.monotonic() - started >= 0.3 and emu.faults.take("delay", "me") is None
+    emu.faults.delay("run_create", 2.0)
+    with pytest.raises(httpx.ReadTimeout):
+        api.post("/models/runflow/background-replace/runs", json=run_body(NOWHERE), timeout=0.2)
+    assert emu.created_run_count == 1
+
+
+def test_expire_output_urls(emu, api):
+    emu.faults.expire_output_urls(1)
+    done = wait_finished(api, create(api, upload(api, make_zip())["url"])["id"])
+    [url] = done["output"]["image_urls"]
+    expired = plain_get(url)
+    assert expired.status_code == 403 and b"Request has expired" in expired.content
+    assert plain_get(url).status_code == 200
+
+
+def test_output_shape_outputs(emu, api):
+    emu.faults.output_shape = "outputs"
+    done = wait_finished(api, create(api, upload(api, make_zip())["url"])["id"])
+    [item] = done["output"]["outputs"]
+    assert item["type"] == "image" and plain_get(item["url"]).headers["content-type"] == "image/webp"
+
+
+def test_status_spelling_alt(emu, api):
+    emu.faults.status_spelling = "alt"
+    run = create(api, upload(api, make_zip())["url"])
+    seen = statuses_seen(api, run["id"])
+    assert seen[-1] == "partial_succeeded" and set(seen) <= {"queued", "dispatching", "running", seen[-1]}
+    assert api.get(f"/runs/{run['id']}").json()["output"]["image_urls"]
+
+
+def test_sdk_shape(emu, api):
+    emu.faults.sdk_shape = True
+    emu.faults.fail_runs(1, status="errored", code="OOM", message="out of memory")
+    url = upload(api, make_zip())["url"]
+    created = api.post("/models/runflow/background-replace/runs", json=run_body(url)).json()
+    assert "id" not in created and created["run_id"] == emu.runs()[0]["id"]
+    failed = wait_finished(api, created["run_id"])
+    assert failed["error"] == {"code": "OOM", "message": "out of memory"} and failed["finished_at"]
+    assert not {"failure_code", "failure_message", "failure_stage_code", "completed_at"} & failed.keys()
+    succeeded = wait_finished(api, api.post("/models/runflow/background-replace/runs",
+                                            json=run_body(url)).json()["run_id"])
+    assert succeeded["error"] is None and succeeded["output"]
+
+
+def test_knobs_refuse_typos_and_clear_resets():
+    faults = Faults()
+    with pytest.raises(ValueError):
+        faults.fail_next("run_creat", 500)
+    with pytest.raises(ValueError):
+        faults.fail_runs(status="exploded")
+    with pytest.raises(ValueError):
+        faults.output_shape = "image"
+    with pytest.raises(ValueError):
+        faults.drop_next("me", count=0)
+    faults.fail_next("me", 500, count=None)
+    faults.sdk_shape = True
+    faults.clear()
+    assert faults.take("fail", "me") is None and faults.sdk_shape is False
+
+
+# -- callbacks -------------------------------------------------------------------------------
+
+def test_callback_is_signed_and_shaped_without_polling(receiver):
+    with Emulator(**FAST, callback_secret="whsec_test") as signed, \
+            httpx.Client(base_url=f"{signed.base_url}/v1", headers=AUTH, timeout=5, verify=TLS) as client:
+        run = create(client, upload(client, make_zip())["url"], callback_url=receiver.url, metadata={"a": 1})
+        [hit] = eventually(lambda: receiver.hits)
+        payload = json.loads(hit.body)
+        assert payload.keys() == {"event", "run_id", "status", "output", "duration_ms", "created_at",
+                                  "completed_at", "metadata"}
+        assert (payload["event"], payload["status"]) == ("run.completed", "succeeded")
+        assert payload["run_id"] == run["id"]
+        assert payload["output"]["image_urls"] and payload["metadata"] == {"a": 1}
+        assert payload["completed_at"].endswith("+00:00") and payload["duration_ms"] >= 200
+        expected = hmac.new(b"whsec_test", hit.body, hashlib.sha256).hexdigest()
+        assert hit.headers["runflow-signature"] == expected
+        assert hit.headers["content-type"] == "application/json"
+        assert hit.headers["runflow-request-id"].startswith("req_")
+        [delivery] = signed.callback_deliveries
+        assert (delivery.url, delivery.attempt, delivery.status) == (receiver.url, 1, 200)
+        assert delivery.body == hit.body
+        history = client.get(f"/runs/{run['id']}/callback").json()
+        assert [(item["attempt"], item["status"]) for item in history["items"]] == [(1, 200)]
+
+
+def test_callback_unsigned_without_a_secret_and_failed_runs_say_so(emu, api, receiver):
+    emu.faults.fail_runs(1, status="canceled")
+    create(api, NOWHERE, callback_url=receiver.url)
+    [hit] = eventually(lambda: receiver.hits)
+    payload = json.loads(hit.body)
+    assert (payload["event"], payload["status"], payload["output"]) == ("run.cancelled", "canceled", None)
+    assert "runflow-signature" not in hit.headers
+
+
+def test_callback_retried_after_500(emu, api, receiver):
+    receiver.answers.append(500)
+    create(api, upload(api, make_zip())["url"], callback_url=receiver.url)
+    eventually(lambda: len(receiver.hits) == 2)
+    assert [(d.attempt, d.status) for d in emu.callback_deliveries] == [(1, 500), (2, 200)]
+    assert receiver.hits[0].body == receiver.hits[1].body
+
+
+def test_callback_not_retried_after_400(emu, api, receiver):
+    receiver.answers.append(400)
+    emu.faults.fail_runs(1)
+    create(api, NOWHERE, callback_url=receiver.url)
+    eventually(lambda: emu.callback_deliveries)
+    time.sleep(0.2)  # longer than both retry delays
+    assert len(receiver.hits) == 1 and [d.status for d in emu.callback_deliveries] == [400]
+
+
+def test_unreachable_callback_is_tried_three_times(emu, api):
+    emu.faults.fail_runs(1)
+    create(api, NOWHERE, callback_url=f"http://127.0.0.1:{closed_port()}/hook")
+    deliveries = eventually(lambda: len(emu.callback_deliveries) == 3 and emu.callback_deliveries)
+    assert [d.attempt for d in deliveries] == [1, 2, 3]
+    assert all(d.status is None and d.error for d in deliveries)
+
+
+def test_callback_redelivery(emu, api, receiver):
+    run = create(api, upload(api, make_zip())["url"], callback_url=receiver.url)
+    eventually(lambda: receiver.hits)
+    answer = api.post(f"/runs/{run['id']}/callback-redeliveries", json={})
+    assert answer.status_code == 202
+    eventually(lambda: len(receiver.hits) == 2)
+    assert receiver.hits[0].body == receiver.hits[1].body
+    without = create(api, NOWHERE)
+    assert api.post(f"/runs/{without['id']}/callback-redeliveries").status_code == 409
+
+
+# -- lifecycle -------------------------------------------------------------------------------
+
+def test_stop_closes_idle_connections_and_joins_threads():
+    before = set(threading.enumerate())
+    emulator = Emulator(**FAST, callback_secret="s").start()
+    client = httpx.Client(base_url=f"{emulator.base_url}/v1", headers=AUTH, verify=TLS)
+    assert client.get("/auth/me").status_code == 200
+    create(client, NOWHERE, callback_url=f"http://127.0.0.1:{closed_port()}/hook")
+    emulator.stop()
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("runflow-emulator")]
+    with pytest.raises(httpx.TransportError):
+        client.get("/auth/me")
+    client.close()
