@@ -44,6 +44,7 @@ def replace(
     from runflow_bg.cli.terminal import make_reporter
     from runflow_bg.errors import RunflowBgError
     from runflow_bg.service import inputs as checks
+    from runflow_bg.service.inputs import Inputs
     from runflow_bg.service.replace import Outcome, dry_run_summary
 
     settings = opt.resolve_common(out=out, name=name, timeout=timeout, poll_interval=poll_interval,
@@ -63,7 +64,8 @@ def replace(
     except RunflowBgError as exc:
         reporter.close()
         if as_json:
-            failed = Outcome(inputs or _unknown_inputs(photo, scene), settings.prompt, error=exc)
+            failed = Outcome(inputs or Inputs.unread(photo or "", scene or ""), settings.prompt,
+                             error=exc)
             _print_json(failed.to_json())
         raise
     finally:
@@ -98,13 +100,6 @@ def _run(ctx, inputs, settings, reporter, local):
     with open_session(api_key_flag=ctx.obj.api_key, base_url_flag=ctx.obj.base_url, local=local,
                       log=reporter.on_log) as session:
         return replace(session.client, session.journal, inputs, settings, reporter)
-
-
-def _unknown_inputs(photo, scene):
-    from runflow_bg.service.inputs import Inputs
-
-    return Inputs(photo=photo or "", scene=scene or "", stem="", scene_stem="", image_member="",
-                  reference_member="")
 
 
 def _print_json(data: dict) -> None:

@@ -47,31 +47,46 @@ def _local_run_seconds() -> float:
         raise UsageError(f"{LOCAL_RUN_SECONDS_ENV} must be a number of seconds.") from None
 
 
+def open_journal(*, local: bool, shard: tuple[int, int] | None = None) -> Journal:
+    """The journal in the state directory (one per shard); a throwaway one for --local runs."""
+    if local:
+        return Journal(":memory:")
+    state = config.paths().state_dir
+    name = f"journal-shard-{shard[0]}-of-{shard[1]}.sqlite3" if shard else "journal.sqlite3"
+    return Journal(state / name)
+
+
 @contextmanager
-def open_session(*, api_key_flag: str | None, base_url_flag: str | None, local: bool,
-                 log: Callable[[str], None] | None = None) -> Iterator[Session]:
-    """A client and journal; with `local`, an in-process emulator and a throwaway journal."""
+def open_client(*, api_key_flag: str | None, base_url_flag: str | None, local: bool,
+                log: Callable[[str], None] | None = None) -> Iterator[RunflowClient]:
+    """A client of Runflow, or of an in-process emulator with a throwaway key for --local."""
     if local:
         from runflow_bg.emulator import Emulator
 
         emulator = Emulator(api_key=f"rf_local_{secrets.token_hex(8)}", port=0,
                             run_seconds=_local_run_seconds())
         emulator.start()
-        client = RunflowClient(emulator.api_key, emulator.base_url, retry=retry_policy(), log=log)
-        journal = Journal(":memory:")
         try:
-            yield Session(client, journal, local=True)
+            with RunflowClient(emulator.api_key, emulator.base_url, retry=retry_policy(),
+                               log=log) as client:
+                yield client
         finally:
-            client.close()
-            journal.close()
             emulator.stop()
         return
     base_url, _ = config.resolve_base_url(base_url_flag)
     key = config.require_api_key(api_key_flag).key
-    client = RunflowClient(key, base_url, retry=retry_policy(), log=log)
-    journal = Journal(config.paths().journal_file)
+    with RunflowClient(key, base_url, retry=retry_policy(), log=log) as client:
+        yield client
+
+
+@contextmanager
+def open_session(*, api_key_flag: str | None, base_url_flag: str | None, local: bool,
+                 log: Callable[[str], None] | None = None) -> Iterator[Session]:
+    """A client and the journal, ready for a use case."""
+    journal = open_journal(local=local)
     try:
-        yield Session(client, journal, local=False)
+        with open_client(api_key_flag=api_key_flag, base_url_flag=base_url_flag, local=local,
+                         log=log) as client:
+            yield Session(client, journal, local)
     finally:
-        client.close()
         journal.close()

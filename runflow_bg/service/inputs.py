@@ -18,6 +18,24 @@ from runflow_bg.urls import is_allowed_url, redact_url
 MODEL = "runflow/background-replace"
 
 
+def request_hash(source: str, prompt: str | None, model: str = MODEL) -> str:
+    """Identifies a request's content: same photo, scene, prompt and model, same hash."""
+    digest = hashlib.sha256()
+    for part in (model, source, prompt or ""):
+        encoded = part.encode()
+        digest.update(len(encoded).to_bytes(8, "big") + encoded)
+    return digest.hexdigest()
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def local_source(photo_digest: str, scene_digest: str) -> str:
+    """The source part of a request hash for local files: the digests of their bytes as read."""
+    return f"files:{photo_digest}:{scene_digest}"
+
+
 @dataclass(frozen=True)
 class Inputs:
     """What one request sends: a packed zip (or a zip URL) and the names for its outputs."""
@@ -28,18 +46,19 @@ class Inputs:
     scene_stem: str
     image_member: str
     reference_member: str
+    source: str
     package: Package | None = None
     zip_url: str | None = None
     summary: str = ""
 
+    @classmethod
+    def unread(cls, photo: str, scene: str) -> Inputs:
+        """Inputs that could not be read, so that their outcome can still be reported."""
+        return cls(photo=photo, scene=scene, stem=Path(photo).stem, scene_stem=Path(scene).stem,
+                   image_member="", reference_member="", source="")
+
     def content_hash(self, prompt: str | None, model: str = MODEL) -> str:
-        """Identifies the request's content: same photo, scene, prompt and model, same hash."""
-        digest = hashlib.sha256()
-        source = self.package.sha256 if self.package else f"url:{self.zip_url}"
-        for part in (model, source, self.image_member, self.reference_member, prompt or ""):
-            encoded = part.encode()
-            digest.update(len(encoded).to_bytes(8, "big") + encoded)
-        return digest.hexdigest()
+        return request_hash(self.source, prompt, model)
 
     def run_input(self, zip_url: str, prompt: str | None) -> dict:
         body = {"zip_url": zip_url, "file_image": self.image_member,
@@ -69,7 +88,8 @@ def local_inputs(photo_name: str, scene: PreparedImage, scene_source: InputFile,
     package = pack(photo, scene)
     return Inputs(photo=photo_name, scene=scene.name, stem=photo.stem, scene_stem=scene.stem,
                   image_member=package.image_member, reference_member=package.reference_member,
-                  package=package, summary=f"{photo.describe()} and {scene.describe()}")
+                  source=local_source(digest(source.data), digest(scene_source.data)), package=package,
+                  summary=f"{photo.describe()} and {scene.describe()}")
 
 
 def replace_inputs(photo_name: str, scene_name: str, stdin: BinaryIO | None,
@@ -91,7 +111,8 @@ def zip_url_inputs(zip_url: str, image: str | None, reference: str | None) -> In
         raise UsageError(f"Refusing --zip-url {redact_url(zip_url)}: it must be https.")
     stem = PurePosixPath(image).stem or "image"
     return Inputs(photo=image, scene=reference, stem=stem, scene_stem=PurePosixPath(reference).stem,
-                  image_member=image, reference_member=reference, zip_url=zip_url)
+                  image_member=image, reference_member=reference, zip_url=zip_url,
+                  source=f"url:{zip_url}#{image}#{reference}")
 
 
 def check_output_dir(out_dir: Path, *, create: bool = True) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
 from runflow_bg.client import RunflowClient, new_client_ref
 from runflow_bg.download import OutputNaming, SavedFile, download_outputs
-from runflow_bg.errors import Interrupted, RunFailed, RunflowBgError
+from runflow_bg.errors import InputError, Interrupted, RunFailed, RunflowBgError
 from runflow_bg.journal import CREATING, FAILED, SUBMITTED, SUCCEEDED, Journal
 from runflow_bg.models import Run, RunState
 from runflow_bg.naming import DEFAULT_TEMPLATE, output_path, render
@@ -91,24 +92,31 @@ def dry_run_summary(inputs: Inputs, options: ReplaceOptions, model: str = MODEL)
     }
 
 
+def copy_outputs(previous: list[str], run_id: str, inputs: Inputs, options: ReplaceOptions,
+                 reporter: Reporter) -> list[SavedFile]:
+    """Copy already saved outputs to this request's names (a result paid for once, reused)."""
+    naming = options.naming(inputs)
+    saved = []
+    for index, source in enumerate(previous):
+        ext = Path(source).suffix.lstrip(".") or "bin"
+        relative = render(naming.template, stem=naming.stem, scene=naming.scene, index=index,
+                          run_id=run_id, ext=ext)
+        target = output_path(options.out_dir, relative)
+        if target.resolve() != Path(source).resolve():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        saved.append(SavedFile("", target))
+        reporter.on_saved(str(target))
+    return saved
+
+
 def _reuse_cached(journal: Journal, inputs: Inputs, options: ReplaceOptions,
                   reporter: Reporter) -> Outcome | None:
-    """Copy the saved outputs of an identical request that already succeeded, if still there."""
+    """The saved outputs of an identical request that already succeeded, if still there."""
     entry = journal.succeeded_with_hash(inputs.content_hash(options.prompt))
     if entry is None or not entry.outputs or not all(Path(p).is_file() for p in entry.outputs):
         return None
-    naming = options.naming(inputs)
-    saved = []
-    for index, previous in enumerate(entry.outputs):
-        ext = Path(previous).suffix.lstrip(".") or "bin"
-        relative = render(naming.template, stem=naming.stem, scene=naming.scene, index=index,
-                          run_id=entry.run_id or "run", ext=ext)
-        target = output_path(options.out_dir, relative)
-        if target != Path(previous).resolve():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(previous, target)
-        saved.append(SavedFile(previous, target))
-        reporter.on_saved(str(target))
+    saved = copy_outputs(list(entry.outputs), entry.run_id or "run", inputs, options, reporter)
     reporter.on_notice(f"reused the result of run {entry.run_id} (identical request; "
                        "--no-cache pays for a new run)")
     run = Run(id=entry.run_id or "", status=SUCCEEDED, client_ref=entry.client_ref)
@@ -116,11 +124,13 @@ def _reuse_cached(journal: Journal, inputs: Inputs, options: ReplaceOptions,
 
 
 def submit(client: RunflowClient, journal: Journal, inputs: Inputs, options: ReplaceOptions,
-           reporter: Reporter, *, job: str, item: str) -> tuple[str, Run]:
+           reporter: Reporter, *, job: str, item: str,
+           before_create: Callable[[], None] | None = None) -> tuple[str, Run]:
     """Create the item's run exactly once: resume a recorded one, else upload, record, create.
 
     A request recorded as submitted is picked up by its run id; one recorded as creating (the
     process died during the create) is looked up by its client_ref before anything is sent.
+    `before_create` runs right before a paid create (a budget or rate gate may raise there).
     """
     content_hash = inputs.content_hash(options.prompt)
     pending = journal.latest_for_item(job, item)
@@ -143,6 +153,8 @@ def submit(client: RunflowClient, journal: Journal, inputs: Inputs, options: Rep
         reporter.on_stage(f"uploaded inputs.zip ({human_size(len(inputs.package.data))})")
         zip_url = asset.url
     assert zip_url is not None
+    if before_create is not None:
+        before_create()
     if client_ref is None:
         client_ref = new_client_ref()
         journal.record_request(client_ref=client_ref, content_hash=content_hash,
@@ -157,6 +169,9 @@ def submit(client: RunflowClient, journal: Journal, inputs: Inputs, options: Rep
         raise Interrupted(
             f"Interrupted while creating the run (client_ref {client_ref}); it may exist.",
             hint="Run the same command again: it looks the run up instead of paying twice.") from None
+    except InputError as exc:  # refused for good: nothing was created, and retrying won't help
+        journal.record_finish(client_ref, FAILED, error=exc.message)
+        raise
     journal.record_run(client_ref, run.id)
     return client_ref, run
 

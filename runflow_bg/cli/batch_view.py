@@ -1,0 +1,147 @@
+"""How a batch looks: per-item lines or a live progress display, the summary, CI annotations."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from decimal import Decimal
+
+from runflow_bg.cli.terminal import PlainReporter
+from runflow_bg.models import Run
+
+SUMMARY_ROWS = ("succeeded", "failed", "skipped", "cached")
+
+
+def _escape_annotation(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+class BatchView:
+    """Renders item events from worker threads: plain lines off a terminal, a progress bar on one."""
+
+    def __init__(self, total: int, *, as_json: bool, quiet: bool, verbose: bool,
+                 interactive: bool) -> None:
+        self.total = total
+        self.as_json = as_json
+        self.lines = PlainReporter(quiet=quiet or interactive, verbose=verbose)
+        self.quiet = quiet
+        self.github = os.environ.get("GITHUB_ACTIONS") == "true"
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(SUMMARY_ROWS, 0)
+        self._progress = self._task = None
+        if interactive and not quiet:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
+                                       TextColumn, TimeRemainingColumn)
+
+            self.console = Console(stderr=True, highlight=False)
+            self._progress = Progress(SpinnerColumn(), BarColumn(bar_width=30), MofNCompleteColumn(),
+                                      TextColumn("{task.description}"), TextColumn("ETA"),
+                                      TimeRemainingColumn(), console=self.console)
+            self._task = self._progress.add_task(self._describe(0), total=total)
+            self._progress.start()
+        self.in_flight = lambda: 0
+
+    def _describe(self, in_flight: int) -> str:
+        counts = " · ".join(f"{name} {self._counts[name]}" for name in SUMMARY_ROWS)
+        return f"{counts} · in flight {in_flight}"
+
+    def _refresh(self) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=self._describe(self.in_flight()))
+
+    # -- the Reporter interface, for the items' own steps ----------------------------------
+
+    def on_stage(self, message: str) -> None:
+        with self._lock:
+            self.lines.on_stage(message)
+            self._refresh()
+
+    def on_notice(self, message: str) -> None:
+        with self._lock:
+            if self._progress is not None:
+                self._progress.console.print(f"! {message}", style="yellow", markup=False)
+            self.lines.on_notice(message)
+
+    def on_status(self, run: Run, elapsed: float) -> None:
+        self.on_stage(f"run {run.id} {run.status}")
+
+    def on_bytes(self, label: str, done: int, total: int) -> None:
+        pass
+
+    def on_saved(self, path: str) -> None:
+        with self._lock:
+            self.lines.on_saved(path)
+
+    def on_log(self, message: str) -> None:
+        with self._lock:
+            self.lines.on_log(message)
+
+    # -- whole items -------------------------------------------------------------------------
+
+    def on_outcome(self, data: dict) -> None:
+        """An item is finished: count it, print its JSON line or saved paths, annotate failures."""
+        with self._lock:
+            state = ("failed" if data["error"] else "cached" if data["cached"]
+                     else "skipped" if data["skipped"] else "succeeded")
+            self._counts[state] += 1
+            if self.as_json:
+                sys.stdout.write(json.dumps(data) + "\n")
+            elif state in ("succeeded", "cached"):
+                sys.stdout.write("".join(f"{o['path']}\n" for o in data["outputs"]))
+            sys.stdout.flush()
+            if state == "failed":
+                message = data["error"]["message"]
+                if self._progress is not None:
+                    self._progress.console.print(f"✗ {data['photo']}: {message}", style="red",
+                                                 markup=False)
+                self.lines.on_stage(f"{data['photo']}: failed: {message}")
+                if self.github:
+                    sys.stderr.write(f"::error file={_escape_annotation(data['photo'])}::"
+                                     f"{_escape_annotation(message)}\n")
+            elif state == "skipped":
+                self.lines.on_stage(f"{data['photo']}: skipped")
+            if self._progress is not None:
+                self._progress.advance(self._task)
+                self._refresh()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def summary_rows(counts: dict[str, int], runs_created: int, spent: Decimal) -> list[tuple[str, str]]:
+    rows = [(name, str(counts[name])) for name in SUMMARY_ROWS]
+    rows += [("runs created", str(runs_created)), ("money spent", f"${spent:.2f}")]
+    return rows
+
+
+def print_summary(rows: list[tuple[str, str]], *, interactive: bool, quiet: bool) -> None:
+    if quiet:
+        return
+    if interactive:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="batch summary", show_header=False)
+        for name, value in rows:
+            table.add_row(name, value)
+        Console(stderr=True).print(table)
+        return
+    width = max(len(name) for name, _ in rows)
+    sys.stderr.write("".join(f"{name:<{width}}  {value}\n" for name, value in rows))
+    sys.stderr.flush()
+
+
+def append_step_summary(rows: list[tuple[str, str]]) -> None:
+    """In GitHub Actions, add the summary table to the job's summary page."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if os.environ.get("GITHUB_ACTIONS") != "true" or not path:
+        return
+    table = ["### runflow-bg batch", "", "| | |", "|---|---|"]
+    table += [f"| {name} | {value} |" for name, value in rows]
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("\n".join(table) + "\n\n")

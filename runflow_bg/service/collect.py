@@ -1,0 +1,124 @@
+"""Which photos a batch covers: files, folders and globs, in a stable order, mirrored to outputs.
+
+Outputs mirror the photos' folders relative to the working directory (or, for photos outside
+it, relative to the folder or glob that named them), so same-named photos never collide.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from runflow_bg.errors import UsageError
+from runflow_bg.images import IMAGE_SUFFIXES
+
+_GLOB_MAGIC = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One photo of a batch and where its outputs go, relative to the output folder."""
+
+    path: Path
+    display: str
+    folder: PurePosixPath
+
+    @property
+    def key(self) -> str:
+        """Identifies the item across runs of the same command: its mirrored location."""
+        return str(self.folder / self.path.stem)
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def _relative_folder(path: Path, base: Path) -> PurePosixPath:
+    try:
+        relative = path.parent.resolve().relative_to(base.resolve())
+    except ValueError:
+        return PurePosixPath()
+    return PurePosixPath(relative.as_posix()) if relative.parts else PurePosixPath()
+
+
+def _walk(folder: Path) -> list[Path]:
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(root) / name for name in sorted(files) if _is_image(Path(name)))
+    return found
+
+
+def _glob_base(pattern: str) -> Path:
+    parts = []
+    for part in PurePosixPath(pattern).parts:
+        if _GLOB_MAGIC & set(part):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")
+
+
+def collect_photos(args: list[str], cwd: Path) -> list[Photo]:
+    """Every photo named by `args`, deduplicated, sorted; missing files are kept (they fail)."""
+    photos: dict[Path, Photo] = {}
+
+    def add(path: Path, base: Path) -> None:
+        """Mirror the folder relative to the working directory, else relative to `base`."""
+        resolved = path.resolve()
+        if resolved not in photos:
+            inside_cwd = resolved.is_relative_to(cwd.resolve())
+            folder = _relative_folder(path, cwd if inside_cwd else base)
+            photos[resolved] = Photo(path, os.path.normpath(str(path)), folder)
+
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            for found in _walk(path):
+                add(found, path)
+        elif _GLOB_MAGIC & set(arg) and not path.exists():
+            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True))
+            base = _glob_base(arg)
+            for found in matches:
+                if found.is_file() and _is_image(found):
+                    add(found, base)
+            if not matches:
+                raise UsageError(f"No photo matches {arg!r}.")
+        else:
+            add(path, path.parent)
+    ordered = sorted(photos.values(), key=lambda photo: photo.display)
+    _refuse_collisions(ordered)
+    return ordered
+
+
+def _refuse_collisions(photos: list[Photo]) -> None:
+    seen: dict[str, Photo] = {}
+    for photo in photos:
+        other = seen.setdefault(photo.key, photo)
+        if other is not photo:
+            raise UsageError(
+                f"{other.display} and {photo.display} would be saved under the same name.",
+                hint="Rename one, or put them in different folders.")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """`K/N` -> (K, N) with 1 <= K <= N."""
+    if text is None:
+        return None
+    k, sep, n = text.partition("/")
+    try:
+        shard = (int(k), int(n))
+    except ValueError:
+        shard = (0, 0)
+    if not sep or not 1 <= shard[0] <= shard[1]:
+        raise UsageError(f"Invalid --shard {text!r}; expected K/N with 1 <= K <= N, e.g. 2/3.")
+    return shard
+
+
+def take_shard(photos: list[Photo], shard: tuple[int, int] | None) -> list[Photo]:
+    """The items whose index mod N == K-1, so N jobs together cover each item exactly once."""
+    if shard is None:
+        return photos
+    k, n = shard
+    return [photo for index, photo in enumerate(photos) if index % n == k - 1]
