@@ -290,3 +290,56 @@ def test_usage_errors_exit_2(work, env):
     assert result.returncode == 2 and "--timeout" in result.stderr.decode()
     result = run_cli("replace", "bottle.png", "marble.jpg", "--name", "{nope}", env=env, cwd=work)
     assert result.returncode == 2 and "{nope}" in result.stderr.decode()
+
+
+def run_with_terminal_stderr(args, env, cwd) -> tuple[int, str, str]:
+    """Run the CLI with stderr on a pseudo-terminal, as a person at a shell sees it."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "runflow_bg", *args], env=env, cwd=cwd,
+                               stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    stdout = process.stdout.read().decode()
+    process.wait(timeout=60)
+    os.close(master)
+    return process.returncode, stdout, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_terminal_shows_a_spinner_and_transfer_bars(emu, work, env):
+    import random
+
+    env = {k: v for k, v in env.items() if k != "NO_COLOR"}
+    env["TERM"] = "xterm-256color"
+    emu.run_seconds = 1.5
+    noise = Image.frombytes("RGB", (1200, 1000), random.Random(1).randbytes(1200 * 1000 * 3))
+    noise.save(work / "big.png")
+    code, stdout, screen = run_with_terminal_stderr(["replace", "big.png", "marble.jpg"], env, work)
+    assert code == 0, screen
+    run_id = emu.runs()[0]["id"]
+    assert stdout == "big-bg.webp\n"
+    assert "\x1b[" in screen, "animated on a terminal"
+    assert f"run {run_id[:8]}… running" in screen
+    assert "upload" in screen and "MB" in screen
+    assert "✓ checked big.png (1200x1000 PNG)" in screen
+    assert f"✓ run {run_id} succeeded" in screen
+
+
+def test_quiet_and_verbose(emu, work, env):
+    quiet = run_cli("replace", "bottle.png", "marble.jpg", "-q", "-o", "q", env=env, cwd=work)
+    assert quiet.returncode == 0 and quiet.stderr == b"" and quiet.stdout == b"q/bottle-bg.webp\n"
+    verbose = run_cli("--debug", "replace", "bottle.png", "marble.jpg", "-v", "-o", "v", "--no-cache",
+                      env=env, cwd=work)
+    stderr = verbose.stderr.decode()
+    assert verbose.returncode == 0 and "debug: POST http://127.0.0.1" in stderr
+    assert KEY not in stderr and "sig=" not in stderr
