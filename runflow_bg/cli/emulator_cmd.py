@@ -114,18 +114,17 @@ def emulator(
         raise UsageError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.",
                          hint="Pick another --port, or 0 for any free one.") from None
 
-    sys.stdout.write(f"RUNFLOW_BASE_URL={emu.base_url}\nRUNFLOW_API_KEY={emu.api_key}\n")
-    sys.stdout.flush()
-    sys.stderr.write(f"Runflow emulator listening on {emu.base_url} "
-                     f"(runs take {run_seconds:g} s); Ctrl-C stops it.\n")
-    sys.stderr.flush()
     stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
     try:
+        sys.stdout.write(f"RUNFLOW_BASE_URL={emu.base_url}\nRUNFLOW_API_KEY={emu.api_key}\n")
+        sys.stdout.flush()
+        sys.stderr.write(f"Runflow emulator listening on {emu.base_url} "
+                         f"(runs take {run_seconds:g} s); Ctrl-C stops it.\n")
+        sys.stderr.flush()
         while not stopped.wait(0.5):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
         emu.stop()
     sys.stderr.write("emulator stopped\n")

@@ -153,8 +153,8 @@ class Server(ThreadingHTTPServer):
         self.api: Api | None = None
         self._live: dict[threading.Thread, socket.socket] = {}
         self._live_lock = threading.Lock()
+        self._waker = socket.socketpair()  # before binding: a failed bind calls server_close()
         super().__init__(address, _Handler)
-        self._waker = socket.socketpair()
 
     def serve(self) -> None:
         """serve_forever's loop, woken by a socket pair instead of polling, so stop() takes no 0.5 s."""

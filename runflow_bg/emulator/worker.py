@@ -90,7 +90,9 @@ class Worker:
         except HTTPError as exc:
             exc.close()
             raise FetchError(f"zip_url {redact_url(url)} answered HTTP {exc.code}") from None
-        except (OSError, ValueError, http.client.HTTPException) as exc:
+        except ValueError:  # its text would quote the URL, signature and all
+            raise FetchError(f"zip_url {redact_url(url)} is not a valid URL") from None
+        except (OSError, http.client.HTTPException) as exc:
             raise FetchError(f"could not fetch zip_url {redact_url(url)}: {exc}") from None
         if len(data) > MAX_ZIP_BYTES:
             raise FetchError(f"zip_url {redact_url(url)} is larger than 50 MiB")

@@ -1,0 +1,71 @@
+"""`runflow-bg emulator` as users run it: a real server process that scripts can point at."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from helpers import cli_env, run_cli, write_photo, write_scene
+
+
+@pytest.fixture
+def server(tmp_path, isolated_env):
+    """Start the emulator on a free port with a fault knob; yield (process, base_url, key)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runflow_bg", "emulator", "--port", "0", "--run-seconds", "0.2",
+         "--fail", "run_get=503x1@0", "--output-shape", "outputs"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(None, isolated_env, key=None))
+    base_url = process.stdout.readline().strip().split("=", 1)[1]
+    key = process.stdout.readline().strip().split("=", 1)[1]
+    yield process, base_url, key
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_serves_until_sigterm_and_prints_how_to_use_it(server, tmp_path, isolated_env):
+    process, base_url, key = server
+    assert base_url.startswith("http://127.0.0.1:") and key.startswith("rf_emu_")
+    assert httpx.get(f"{base_url}/v1/health").json()["ok"] is True
+    assert httpx.get(f"{base_url}/v1/auth/me").status_code == 401
+    write_photo(tmp_path / "bottle.png")
+    write_scene(tmp_path / "scene.jpg")
+    result = run_cli("replace", "bottle.png", "scene.jpg", env=cli_env(base_url, isolated_env, key),
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    assert (tmp_path / "bottle-bg.webp").exists()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+    assert "emulator stopped" in process.stderr.read()
+
+
+def test_ctrl_c_stops_it(server):
+    process, base_url, _ = server
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--fail", "run_create"], "Invalid --fail"),
+    (["--fail", "run_create=99"], "Invalid --fail"),
+    (["--delay", "run_get=soon"], "Invalid --delay"),
+    (["--fail-status", "exploded"], "Invalid --fail-status"),
+    (["--output-shape", "xml"], "Invalid --output-shape"),
+])
+def test_bad_knobs_exit_2(tmp_path, isolated_env, args, needle):
+    result = run_cli("emulator", "--port", "0", *args, env=cli_env(None, isolated_env, key=None),
+                     cwd=tmp_path, timeout=30)
+    assert result.returncode == 2 and needle in result.stderr.decode()
+
+
+def test_port_in_use_exits_2(server, tmp_path, isolated_env):
+    _, base_url, _ = server
+    port = base_url.rsplit(":", 1)[1]
+    result = run_cli("emulator", "--port", port, env=cli_env(None, isolated_env, key=None),
+                     cwd=tmp_path, timeout=30)
+    assert result.returncode == 2 and "Cannot listen" in result.stderr.decode()
