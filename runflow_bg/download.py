@@ -75,7 +75,11 @@ def _open(client: RunflowClient, url: str) -> httpx.Response:
     for _ in range(_MAX_REDIRECTS + 1):
         if not is_allowed_url(url):
             raise ProtocolError(f"Refusing to download from {redact_url(url)}: not https.")
-        response = client.storage.send(client.storage.build_request("GET", url), stream=True)
+        try:
+            request = client.storage.build_request("GET", url)
+        except httpx.InvalidURL:
+            raise ProtocolError(f"Refusing the malformed output URL {redact_url(url)}.") from None
+        response = client.storage.send(request, stream=True)
         if response.is_redirect and "location" in response.headers:
             response.close()
             url = urljoin(url, response.headers["location"])
