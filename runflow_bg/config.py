@@ -140,6 +140,11 @@ class KeySource:
     def masked(self) -> str:
         return f"…{self.key[-4:]}" if len(self.key) > 8 else "…"
 
+    @property
+    def file(self) -> Path | None:
+        """The credentials file the key was read from, if it came from one."""
+        return None if self.origin in ("--api-key", KEY_ENV) else Path(self.origin)
+
 
 def _key_from_file(path: Path) -> str | None:
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,20 @@ def _local_run_seconds() -> float:
         raise UsageError(f"{LOCAL_RUN_SECONDS_ENV} must be a number of seconds.") from None
 
 
+def warn_if_exposed(source: config.KeySource) -> None:
+    """A credentials file that group or others may read draws a warning on stderr."""
+    path = source.file
+    if path is not None and config.credentials_too_open(path):
+        sys.stderr.write(f"Warning: other users can read {path}; run `chmod 600 {path}`.\n")
+
+
+def api_key(flag: str | None) -> str:
+    """The API key by precedence (see config.find_api_key); AuthError (exit 3) when none."""
+    source = config.require_api_key(flag)
+    warn_if_exposed(source)
+    return source.key
+
+
 def open_journal(*, local: bool, shard: tuple[int, int] | None = None) -> Journal:
     """The journal in the state directory (one per shard); a throwaway one for --local runs."""
     if local:
@@ -74,7 +89,7 @@ def open_client(*, api_key_flag: str | None, base_url_flag: str | None, local: b
             emulator.stop()
         return
     base_url, _ = config.resolve_base_url(base_url_flag)
-    key = config.require_api_key(api_key_flag).key
+    key = api_key(api_key_flag)
     with RunflowClient(key, base_url, retry=retry_policy(), log=log) as client:
         yield client
 

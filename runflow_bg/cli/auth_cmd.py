@@ -1,0 +1,113 @@
+"""`runflow-bg auth`: save the API key once, remove it, and see which key is used."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+app = typer.Typer(help="Log in to Runflow once, log out, and see which key is used.",
+                  no_args_is_help=True, rich_markup_mode=None)
+
+
+@app.command("login")
+def login(
+    ctx: typer.Context,
+    with_token: bool = typer.Option(False, "--with-token",
+                                    help="Read the key from standard input (for CI)."),
+) -> None:
+    """Check an API key with Runflow, then save it (mode 0600) for later commands."""
+    import getpass
+
+    from runflow_bg import config
+    from runflow_bg.cli.session import retry_policy
+    from runflow_bg.client import RunflowClient, check_api_key
+    from runflow_bg.errors import AuthError, UsageError
+
+    if with_token:
+        key = sys.stdin.read().strip()
+    elif sys.stdin.isatty():
+        key = getpass.getpass("Runflow API key (input hidden): ").strip()
+    else:
+        raise UsageError("Standard input is not a terminal, so the key cannot be asked for.",
+                         hint="Pipe it in with --with-token, e.g. "
+                              "`printenv RUNFLOW_API_KEY | runflow-bg auth login --with-token`.")
+    if not key:
+        raise AuthError("No API key was given; nothing was saved.",
+                        hint="Paste the key from Runflow's dashboard, or pipe it in with --with-token.")
+    check_api_key(key)
+    base_url, _ = config.resolve_base_url(ctx.obj.base_url)
+    try:
+        with RunflowClient(key, base_url, retry=retry_policy()) as client:
+            account = client.me()
+    except AuthError as exc:
+        exc.message += " Nothing was saved."
+        exc.hint = "Check the key in Runflow's dashboard and try again."
+        raise
+    path = config.save_api_key(key)
+    masked = config.KeySource(key, str(path)).masked
+    who = account_name(account)
+    sys.stderr.write(f"Logged in{f' as {who}' if who else ''} with key {masked}; saved to {path}.\n")
+    if os.environ.get(config.KEY_ENV):
+        sys.stderr.write(f"Note: {config.KEY_ENV} is set in this environment and takes precedence "
+                         "over the saved key.\n")
+
+
+@app.command("logout")
+def logout() -> None:
+    """Remove the key saved by `auth login`."""
+    from runflow_bg import config
+
+    path = config.paths().credentials_file
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        sys.stderr.write(f"No saved key to remove ({path} does not exist).\n")
+    else:
+        sys.stderr.write(f"Removed the saved key ({path}).\n")
+    if os.environ.get(config.KEY_ENV):
+        sys.stderr.write(f"Note: {config.KEY_ENV} is still set in this environment, and is used.\n")
+    shared = config.shared_credentials_file()
+    if shared.exists():
+        sys.stderr.write(f"Note: Runflow's shared credentials file {shared} is left alone; it is "
+                         "used when no other key is set.\n")
+
+
+@app.command("status")
+def status(ctx: typer.Context) -> None:
+    """Where the key comes from (flag, environment, file), and whether Runflow accepts it."""
+    from runflow_bg import config
+    from runflow_bg.cli.session import retry_policy, warn_if_exposed
+    from runflow_bg.client import RunflowClient
+    from runflow_bg.errors import AuthError
+    from runflow_bg.urls import redact_url
+
+    source = config.find_api_key(ctx.obj.api_key)
+    if source is None:
+        raise AuthError("No Runflow API key found.", hint=config.NO_KEY_HINT)
+    warn_if_exposed(source)
+    base_url, base_origin = config.resolve_base_url(ctx.obj.base_url)
+    sys.stdout.write(f"key       {source.masked} (from {source.origin})\n"
+                     f"base URL  {redact_url(base_url)} ({base_origin})\n")
+    sys.stdout.flush()
+    try:
+        with RunflowClient(source.key, base_url, retry=retry_policy()) as client:
+            account = client.me()
+    except AuthError as exc:
+        exc.hint = (f"The key comes from {source.origin}: replace it there, or run "
+                    "`runflow-bg auth login`.")
+        raise
+    sys.stdout.write(f"account   {account_name(account) or 'unnamed'}\n"
+                     "status    Runflow accepts the key\n")
+
+
+def account_name(account: dict) -> str | None:
+    """The account's email, else its organisation's name, safe to print."""
+    from runflow_bg.models import clean_text
+
+    org = account.get("org")
+    for value in (account.get("email"), org.get("name") if isinstance(org, dict) else None):
+        if isinstance(value, str) and value.strip():
+            return clean_text(value, 120)
+    return None
