@@ -63,7 +63,10 @@ def shared_credentials_file() -> Path:
 # -- the config file ---------------------------------------------------------------------------
 
 def _parse_positive_int(value: str) -> int:
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError("must be a whole number") from None
     if number < 1:
         raise ValueError("must be at least 1")
     return number
@@ -83,12 +86,18 @@ def _parse_duration_setting(value: str) -> str:
     return value
 
 
+def _parse_template(value: str) -> str:
+    from runflow_bg.naming import check_template
+
+    return check_template(value)
+
+
 SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "base_url": ("API base URL, without /v1", _parse_base_url),
     "concurrency": ("default -j for batch", _parse_positive_int),
     "out": ("default output directory", str),
     "timeout": ("default --timeout (90s, 10m, 1h)", _parse_duration_setting),
-    "name": ("default --name template", str),
+    "name": ("default --name template", _parse_template),
 }
 
 
@@ -107,14 +116,21 @@ def load_config() -> dict[str, Any]:
     return data
 
 
-def validate_setting(key: str, value: str) -> Any:
+def check_setting_name(key: str) -> str:
+    """The key itself when it is one of SETTINGS; UsageError naming the known ones otherwise."""
     if key not in SETTINGS:
         known = ", ".join(sorted(SETTINGS))
         raise UsageError(f"Unknown setting {key!r}.", hint=f"Known settings: {known}.")
+    return key
+
+
+def validate_setting(key: str, value: str) -> Any:
+    check_setting_name(key)
     try:
         return SETTINGS[key][1](value)
     except ValueError as exc:
-        raise UsageError(f"Invalid value for {key}: {exc}.") from None
+        raise UsageError(f"Invalid value for {key}: {exc}.",
+                         hint=f"{key} is the {SETTINGS[key][0]}.") from None
 
 
 def save_config(data: dict[str, Any]) -> None:

@@ -13,7 +13,8 @@ from typing import Optional
 import typer
 
 from runflow_bg import __version__
-from runflow_bg.cli import auth_cmd, batch_cmd, emulator_cmd, replace_cmd, runs_cmd
+from runflow_bg.cli import (auth_cmd, batch_cmd, config_cmd, emulator_cmd, replace_cmd,
+                            runs_cmd)
 
 
 @dataclass
@@ -66,6 +67,7 @@ app.command("replace", help=replace_cmd.HELP)(replace_cmd.replace)
 app.command("batch", help=batch_cmd.HELP)(batch_cmd.batch)
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(auth_cmd.app, name="auth")
+app.add_typer(config_cmd.app, name="config")
 app.command("emulator", help=emulator_cmd.HELP)(emulator_cmd.emulator)
 
 
