@@ -14,7 +14,7 @@ import typer
 
 from runflow_bg import __version__
 from runflow_bg.cli import (auth_cmd, batch_cmd, config_cmd, emulator_cmd, replace_cmd,
-                            runs_cmd)
+                            runs_cmd, webhook_cmd)
 
 
 @dataclass
@@ -68,6 +68,7 @@ app.command("batch", help=batch_cmd.HELP)(batch_cmd.batch)
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(auth_cmd.app, name="auth")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(webhook_cmd.app, name="webhook")
 app.command("emulator", help=emulator_cmd.HELP)(emulator_cmd.emulator)
 
 
