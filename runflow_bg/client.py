@@ -6,6 +6,7 @@ names no API key and no presigned query string.
 
 from __future__ import annotations
 
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -73,8 +74,20 @@ def check_api_key(api_key: str) -> str:
     return api_key
 
 
+def _untrusted_certificate(exc: BaseException) -> bool:
+    """True when TLS verification failed: retrying cannot help, a CA bundle can."""
+    while exc is not None:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _describe_transport_error(exc: httpx.TransportError) -> str:
     """A short cause for a network failure; httpx's own text may carry a URL, so it is unused."""
+    if _untrusted_certificate(exc):
+        return ("its TLS certificate is not trusted (behind a TLS-inspecting proxy, point "
+                "SSL_CERT_FILE at your company's CA bundle)")
     causes = [
         (httpx.ConnectTimeout, "the connection timed out"),
         (httpx.ConnectError, "the connection was refused or failed"),
@@ -135,6 +148,7 @@ class RunflowClient:
         transport: httpx.BaseTransport | None = None,
         storage_transport: httpx.BaseTransport | None = None,
         log: Callable[[str], None] | None = None,
+        trust_env: bool = True,  # False: ignore proxy and CA variables (the --local emulator)
     ) -> None:
         self.base_url = normalize_base_url(base_url)
         if not is_allowed_url(self.base_url):
@@ -154,14 +168,21 @@ class RunflowClient:
         api_headers = dict(headers)
         if self._api_key:
             api_headers["Authorization"] = f"Bearer {self._api_key}"
-        self._api = httpx.Client(
-            base_url=self.base_url + "/v1", headers=api_headers, timeout=http_timeout,
-            transport=transport, follow_redirects=False, limits=limits,
-        )
-        self._storage = httpx.Client(
-            headers=headers, timeout=http_timeout, transport=storage_transport or transport,
-            follow_redirects=False, limits=limits,
-        )
+        try:
+            self._api = httpx.Client(
+                base_url=self.base_url + "/v1", headers=api_headers, timeout=http_timeout,
+                transport=transport, follow_redirects=False, limits=limits, trust_env=trust_env,
+            )
+            self._storage = httpx.Client(
+                headers=headers, timeout=http_timeout, transport=storage_transport or transport,
+                follow_redirects=False, limits=limits, trust_env=trust_env,
+            )
+        except OSError as exc:  # ssl.SSLError included: a CA bundle that cannot be loaded
+            raise UsageError(
+                f"Cannot load the CA certificates named by SSL_CERT_FILE or SSL_CERT_DIR "
+                f"({exc.strerror or exc}).",
+                hint="Point SSL_CERT_FILE at a PEM file of CA certificates, or unset it.",
+            ) from None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -244,7 +265,7 @@ class RunflowClient:
             try:
                 response = send()
             except httpx.TransportError as exc:
-                if attempt >= self.retry.max_attempts:
+                if attempt >= self.retry.max_attempts or _untrusted_certificate(exc):
                     raise self._unavailable(exc, url) from None
                 wait = self.retry.delay(attempt)
                 self._note(f"{redact_url(url)}: {_describe_transport_error(exc)}; "

@@ -83,7 +83,7 @@ def open_client(*, api_key_flag: str | None, base_url_flag: str | None, local: b
         emulator.start()
         try:
             with RunflowClient(emulator.api_key, emulator.base_url, retry=retry_policy(),
-                               log=log) as client:
+                               log=log, trust_env=False) as client:
                 yield client
         finally:
             emulator.stop()
