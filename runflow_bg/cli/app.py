@@ -13,8 +13,8 @@ from typing import Optional
 import typer
 
 from runflow_bg import __version__
-from runflow_bg.cli import (auth_cmd, batch_cmd, config_cmd, emulator_cmd, replace_cmd,
-                            runs_cmd, webhook_cmd)
+from runflow_bg.cli import (auth_cmd, batch_cmd, config_cmd, doctor_cmd, emulator_cmd,
+                            replace_cmd, runs_cmd, webhook_cmd)
 
 
 @dataclass
@@ -68,6 +68,7 @@ app.command("batch", help=batch_cmd.HELP)(batch_cmd.batch)
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(auth_cmd.app, name="auth")
 app.add_typer(config_cmd.app, name="config")
+app.command("doctor", help=doctor_cmd.HELP)(doctor_cmd.doctor)
 app.add_typer(webhook_cmd.app, name="webhook")
 app.command("emulator", help=emulator_cmd.HELP)(emulator_cmd.emulator)
 
