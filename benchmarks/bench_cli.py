@@ -2,8 +2,9 @@
 
 Figures, all from one run so that ratios compare like with like:
 - overhead of `replace --local` against an emulator whose runs take 2.0 s (wall time - 2.0 s);
-- start-up: `runflow-bg --version` wall time / `python -c "import typer"` wall time.
-Targets: overhead < 0.8 s; start-up ratio < 1.5.
+- start-up: the wall time of `runflow-bg --version`, of `runflow-bg --help` and of a completion
+  request (bash, `runflow-bg replace --o<TAB>`), each / `python -c "import typer"` wall time.
+Targets: overhead < 0.8 s; start-up ratios < 1.5.
 """
 
 from __future__ import annotations
@@ -58,18 +59,26 @@ def main() -> None:
         wall_time(replace, env, folder)  # warm the disk cache
         replace_wall = median_of(max(3, args.repeats // 2), replace, env, folder)
 
-        typer_times, version_times = [], []
+        completion_env = dict(env, _RUNFLOW_BG_COMPLETE="complete_bash",
+                              COMP_WORDS="runflow-bg replace --o", COMP_CWORD="2")
+        typer_times, version_times, help_times, completion_times = [], [], [], []
         for _ in range(args.repeats * 3):
             typer_times.append(wall_time([sys.executable, "-c", "import typer"], env, folder))
             version_times.append(wall_time(cli + ["--version"], env, folder))
+            help_times.append(wall_time(cli + ["--help"], env, folder))
+            completion_times.append(wall_time(cli, completion_env, folder))
         typer_wall = statistics.median(typer_times)
         version_wall = statistics.median(version_times)
+        help_wall = statistics.median(help_times)
+        completion_wall = statistics.median(completion_times)
 
     print(f"replace --local (runs take {RUN_SECONDS:.1f} s): {replace_wall:.3f} s wall, "
           f"overhead {replace_wall - RUN_SECONDS:.3f} s (target < 0.8 s)")
     print(f"python -c 'import typer': {typer_wall * 1000:.1f} ms")
-    print(f"runflow-bg --version:      {version_wall * 1000:.1f} ms, "
-          f"ratio {version_wall / typer_wall:.2f} (target < 1.5)")
+    for label, wall in (("runflow-bg --version:", version_wall),
+                        ("runflow-bg --help:", help_wall),
+                        ("completion request:", completion_wall)):
+        print(f"{label:<26} {wall * 1000:.1f} ms, ratio {wall / typer_wall:.2f} (target < 1.5)")
 
 
 if __name__ == "__main__":

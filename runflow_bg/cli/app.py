@@ -6,6 +6,7 @@ Only typer is imported at start-up; each command imports what it needs when it r
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from typing import Optional
@@ -27,6 +28,8 @@ class GlobalOptions:
 
 
 _global = GlobalOptions()
+
+COMPLETE_VAR = "_RUNFLOW_BG_COMPLETE"
 
 app = typer.Typer(
     name="runflow-bg",
@@ -83,9 +86,25 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _complete_quickly() -> None:
+    """Keep each Tab press fast: completion only looks at words, so it needs neither typer's
+    coercion of parameter values (which imports pydantic) nor rich's rendering of help texts
+    (plain here, as rich_markup_mode is off)."""
+    import typer._completion_classes
+    import typer.core
+
+    parameter = getattr(typer.core, "_TyperParameter", None)
+    if parameter is not None:
+        parameter.process_value = lambda self, ctx, value: value
+    if hasattr(typer._completion_classes, "_sanitize_help_text"):
+        typer._completion_classes._sanitize_help_text = lambda text: text
+
+
 def main() -> None:
     """Console-script entry point: run the app and map every failure to its exit code."""
     _interrupt_on_sigterm()
+    if COMPLETE_VAR in os.environ:
+        _complete_quickly()
     try:
         app(prog_name="runflow-bg")
     except Exception as exc:

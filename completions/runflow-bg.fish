@@ -1,0 +1,1 @@
+complete --command runflow-bg --no-files --arguments "(env _RUNFLOW_BG_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) runflow-bg)" --condition "env _RUNFLOW_BG_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) runflow-bg"
