@@ -264,6 +264,8 @@ class RunflowClient:
             attempt += 1
             try:
                 response = send()
+            except httpx.InvalidURL:
+                raise ProtocolError(f"Refusing the malformed URL {redact_url(url)}.") from None
             except httpx.TransportError as exc:
                 if attempt >= self.retry.max_attempts or _untrusted_certificate(exc):
                     raise self._unavailable(exc, url) from None

@@ -17,6 +17,7 @@ from runflow_bg.retry import RetryPolicy
 
 RETRIES_ENV = "RUNFLOW_BG_RETRIES"
 LOCAL_RUN_SECONDS_ENV = "RUNFLOW_BG_LOCAL_RUN_SECONDS"
+HTTP_TIMEOUT_ENV = "RUNFLOW_BG_HTTP_TIMEOUT"
 
 
 @dataclass
@@ -38,6 +39,18 @@ def retry_policy() -> RetryPolicy:
     except ValueError:
         raise UsageError(f"{RETRIES_ENV} must be a whole number of at least 1.") from None
     return RetryPolicy(max_attempts=attempts)
+
+
+def http_timeout() -> float:
+    """Seconds to wait for an answer from RUNFLOW_BG_HTTP_TIMEOUT (default 30)."""
+    value = os.environ.get(HTTP_TIMEOUT_ENV, "30")
+    try:
+        seconds = float(value)
+        if seconds <= 0:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"{HTTP_TIMEOUT_ENV} must be a number of seconds above zero.") from None
+    return seconds
 
 
 def _local_run_seconds() -> float:
@@ -83,14 +96,15 @@ def open_client(*, api_key_flag: str | None, base_url_flag: str | None, local: b
         emulator.start()
         try:
             with RunflowClient(emulator.api_key, emulator.base_url, retry=retry_policy(),
-                               log=log, trust_env=False) as client:
+                               timeout=http_timeout(), log=log, trust_env=False) as client:
                 yield client
         finally:
             emulator.stop()
         return
     base_url, _ = config.resolve_base_url(base_url_flag)
     key = api_key(api_key_flag)
-    with RunflowClient(key, base_url, retry=retry_policy(), log=log) as client:
+    with RunflowClient(key, base_url, retry=retry_policy(), timeout=http_timeout(),
+                       log=log) as client:
         yield client
 
 
