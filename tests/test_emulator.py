@@ -13,12 +13,14 @@ import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
 from PIL import Image
 
 from runflow_bg.emulator import Emulator, Faults
+from runflow_bg.emulator.corrupt import CORRUPT_MODES
 from runflow_bg.emulator.runs import Run
 
 KEY = "rf_emulator_test_key"
@@ -39,6 +41,20 @@ def plain_get(url: str, **kwargs) -> httpx.Response:
 def plain_put(url: str, **kwargs) -> httpx.Response:
     """A PUT without the API key, as presigned upload URLs are used."""
     return httpx.put(url, verify=TLS, **kwargs)
+
+
+def raw_get(url: str) -> tuple[int, dict[str, str], bytes]:
+    """A keep-alive GET over a bare socket, read until the server hangs up: (status, headers, body)."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
 
 
 def closed_port() -> int:
@@ -142,6 +158,10 @@ def create(api: httpx.Client, zip_url: str, **extra) -> dict:
     answer = api.post("/models/runflow/background-replace/runs", json=run_body(zip_url, **extra))
     assert answer.status_code == 201, answer.text
     return answer.json()
+
+
+def succeeded_run(api: httpx.Client) -> dict:
+    return wait_finished(api, create(api, upload(api, make_zip())["url"])["id"])
 
 
 def wait_finished(api: httpx.Client, run_id: str) -> dict:
@@ -509,10 +529,180 @@ def test_knobs_refuse_typos_and_clear_resets():
         faults.output_shape = "image"
     with pytest.raises(ValueError):
         faults.drop_next("me", count=0)
+    for name, value in (("output_names", "x.png"), ("output_names", ["a.png", ""]), ("output_count", -1),
+                        ("output_count", "2"), ("output_content_type", 5), ("status_override", "")):
+        with pytest.raises(ValueError):
+            setattr(faults, name, value)
+    for bad in (lambda: faults.corrupt_runs("garbled"), lambda: faults.corrupt_runs("not_json", endpoints=()),
+                lambda: faults.corrupt_runs("not_json", endpoints=("run_list",)),
+                lambda: faults.corrupt_runs("not_json", endpoints="run_get"),
+                lambda: faults.truncate_outputs(0), lambda: faults.redirect_outputs(None)):
+        with pytest.raises(ValueError):
+            bad()
     faults.fail_next("me", 500, count=None)
     faults.sdk_shape = True
+    faults.output_names, faults.output_count, faults.output_content_type = ("a.png",), 2, "image/png"
+    faults.status_override = "warming_up"
+    faults.truncate_outputs(), faults.huge_outputs(), faults.redirect_outputs("{url}")
+    faults.corrupt_runs("not_json", endpoints=("run_get", "run_create"))
+    assert faults.output_names == ["a.png"] and faults.override()[0] == "warming_up"
     faults.clear()
     assert faults.take("fail", "me") is None and faults.sdk_shape is False
+    assert (faults.output_names, faults.output_count, faults.output_content_type) == (None, 1, None)
+    assert faults.status_override is None and faults.override() is None
+    assert not any(faults.take(kind, "output") for kind in ("truncate", "huge", "redirect"))
+    assert faults.take("corrupt", "run_get") is None and faults.take("corrupt", "run_create") is None
+
+
+# -- hostile answers -------------------------------------------------------------------------
+
+HOSTILE_NAMES = {  # name -> the filename the Content-Disposition header carries
+    "../../x.png": "../../x.png",
+    "/etc/passwd": "/etc/passwd",
+    "a\x1b[31m\n.png": "a?[31m?.png",
+    'say "hi"\\.png': 'say \\"hi\\"\\\\.png',
+    "ünïcødé 🙂.webp": "ünïcødé 🙂.webp",
+    "n" * 1000: "n" * 1000,
+}
+
+
+def test_output_names_are_served_with_their_hostile_names(emu, api):
+    emu.faults.output_names = list(HOSTILE_NAMES)
+    emu.faults.output_count = 3  # ignored while names are set
+    done = succeeded_run(api)
+    urls = done["output"]["image_urls"]
+    assert len(urls) == len(HOSTILE_NAMES)
+    images = set()
+    for n, (url, (name, shown)) in enumerate(zip(urls, HOSTILE_NAMES.items()), start=1):
+        assert url.startswith(f"{emu.base_url}/files/outputs/{done['id']}/{n}/{quote(name, safe='')}?sig=")
+        answer = plain_get(url)
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/webp"
+        disposition = {key.lower(): value for key, value in answer.headers.raw}[b"content-disposition"]
+        assert disposition == f'attachment; filename="{shown}"'.encode()
+        images.add(answer.content)
+    [image] = images
+    assert Image.open(io.BytesIO(image)).format == "WEBP"
+    forged = plain_get(urls[0].replace("x.png", "y.png"))
+    assert forged.status_code == 403 and b"SignatureDoesNotMatch" in forged.content
+
+
+def test_output_count_gives_each_run_that_many_outputs(emu, api):
+    emu.faults.output_count = 3
+    emu.faults.output_shape = "outputs"
+    done = succeeded_run(api)
+    urls = [item["url"] for item in done["output"]["outputs"]]
+    assert [urlsplit(url).path.rsplit("/", 1)[1] for url in urls] == ["1.webp", "2.webp", "3.webp"]
+    answers = [plain_get(url) for url in urls]
+    assert [a.status_code for a in answers] == [200] * 3 and len({a.content for a in answers}) == 1
+    assert "content-disposition" not in answers[0].headers
+    emu.faults.output_count = 0
+    assert api.get(f"/runs/{done['id']}").json()["output"] == {"outputs": []}
+
+
+def test_truncated_outputs_promise_the_whole_body_and_hang_up(emu, api):
+    [url] = succeeded_run(api)["output"]["image_urls"]
+    full = plain_get(url).content
+    emu.faults.truncate_outputs(2)
+    with pytest.raises(httpx.RemoteProtocolError):
+        plain_get(url)
+    status, headers, body = raw_get(url)
+    assert status == 200 and int(headers["content-length"]) == len(full)
+    assert body == full[:len(full) // 2] and "connection" not in headers
+    assert plain_get(url).content == full
+
+
+def test_huge_outputs_claim_300_mb_and_send_a_few_kb(emu, api):
+    [url] = succeeded_run(api)["output"]["image_urls"]
+    full = plain_get(url).content
+    emu.faults.huge_outputs()
+    status, headers, body = raw_get(url)
+    assert status == 200 and headers["content-length"] == "300000000"
+    assert headers["content-type"] == "image/webp"
+    assert 1024 <= len(body) <= 8192 and body.startswith(full[:12])
+    assert plain_get(url).content == full
+
+
+def test_redirected_outputs(emu, api):
+    [url] = succeeded_run(api)["output"]["image_urls"]
+    emu.faults.redirect_outputs("{url}", count=2)
+    followed = plain_get(url, follow_redirects=True)
+    assert followed.status_code == 200 and Image.open(io.BytesIO(followed.content)).format == "WEBP"
+    assert [(r.status_code, r.headers["location"]) for r in followed.history] == [(302, url)] * 2
+    emu.faults.redirect_outputs("ftp://example.com/x.webp", count=1)
+    emu.faults.redirect_outputs("file:///etc/passwd")
+    locations = [plain_get(url).headers.get("location") for _ in range(3)]
+    assert locations == ["ftp://example.com/x.webp", "file:///etc/passwd", "file:///etc/passwd"]
+    emu.faults.clear()
+    assert plain_get(url).status_code == 200
+
+
+def test_output_content_type_override(emu, api):
+    emu.faults.output_content_type = "application/octet-stream"
+    [url] = succeeded_run(api)["output"]["image_urls"]
+    emu.faults.truncate_outputs()
+    assert raw_get(url)[1]["content-type"] == "application/octet-stream"
+    assert plain_get(url).headers["content-type"] == "application/octet-stream"
+    emu.faults.output_content_type = "image/png"
+    assert plain_get(url).headers["content-type"] == "image/png"
+
+
+CORRUPT_CHECKS = {
+    "not_json": lambda answer, run_id: (answer.headers["content-type"].startswith("text/html")
+                                        and answer.text.startswith("<!DOCTYPE html>")),
+    "not_object": lambda answer, run_id: answer.json()[0]["id"] == run_id,
+    "missing_id": lambda answer, run_id: "id" not in answer.json() and "status_code" in answer.json(),
+    "missing_status": lambda answer, run_id: answer.json().keys() == RUN_FIELDS - {"status_code"},
+    "wrong_types": lambda answer, run_id: (
+        type(answer.json()["id"]) is int and isinstance(answer.json()["status_code"], list)
+        and answer.json()["output"].isdigit() and isinstance(answer.json()["cost"], dict)),
+    "output_wrong_type": lambda answer, run_id: (
+        (answer.json()["status_code"], answer.json()["output"], answer.json()["failure_code"])
+        == ("succeeded", 42, None)),
+}
+
+
+@pytest.mark.parametrize("mode", CORRUPT_MODES)
+def test_corrupt_run_reads(emu, api, mode):
+    run = create(api, NOWHERE)
+    emu.faults.corrupt_runs(mode, count=1)
+    broken = api.get(f"/runs/{run['id']}")
+    assert broken.status_code == 200 and CORRUPT_CHECKS[mode](broken, run["id"])
+    assert api.get(f"/runs/{run['id']}").json()["id"] == run["id"]
+
+
+def test_corrupt_creates_still_make_runs_that_finish(emu, api):
+    url = upload(api, make_zip())["url"]
+    emu.faults.corrupt_runs("missing_id", count=2, endpoints=("run_create", "run_get"))
+    created = api.post("/models/runflow/background-replace/runs", json=run_body(url))
+    assert created.status_code == 201 and "id" not in created.json()
+    [run] = emu.runs()
+    assert "id" not in api.get(f"/runs/{run['id']}").json()  # the count is shared by both endpoints
+    assert wait_finished(api, run["id"])["status_code"] == "succeeded"
+    emu.faults.corrupt_runs("not_json", endpoints=("run_create",))
+    for _ in range(2):
+        html = api.post("/models/runflow/background-replace/runs", json=run_body(url))
+        assert html.status_code == 201 and html.text.startswith("<!DOCTYPE html>")
+    assert emu.created_run_count == 3 and api.get(f"/runs/{emu.runs()[-1]['id']}").json()["id"]
+
+
+def test_status_override_holds_runs_until_cleared(emu, api, receiver):
+    url = upload(api, make_zip())["url"]
+    before = wait_finished(api, create(api, url)["id"])
+    emu.faults.status_override = "warming_up"
+    run = create(api, url, callback_url=receiver.url)
+    assert run["status_code"] == "warming_up"
+    time.sleep(2 * FAST["run_seconds"])
+    held = api.get(f"/runs/{run['id']}").json()
+    assert (held["status_code"], held["output"], held["completed_at"]) == ("warming_up", None, None)
+    assert api.get(f"/runs/{before['id']}").json()["status_code"] == "succeeded"
+    assert api.post(f"/runs/{run['id']}/callback-redeliveries").status_code == 409
+    emu.faults.status_override = "booting"  # a new spelling does not let held runs go
+    assert api.get(f"/runs/{run['id']}").json()["status_code"] == "booting"
+    assert not receiver.hits
+    emu.faults.status_override = None
+    assert wait_finished(api, run["id"])["status_code"] == "succeeded"
+    [hit] = eventually(lambda: receiver.hits)
+    assert json.loads(hit.body)["status"] == "succeeded"
 
 
 # -- callbacks -------------------------------------------------------------------------------
@@ -580,7 +770,10 @@ def test_callback_redelivery(emu, api, receiver):
     answer = api.post(f"/runs/{run['id']}/callback-redeliveries", json={})
     assert answer.status_code == 202
     eventually(lambda: len(receiver.hits) == 2)
-    assert receiver.hits[0].body == receiver.hits[1].body
+    first, again = (json.loads(hit.body) for hit in receiver.hits)
+    for payload in (first, again):  # a redelivery signs its output URLs afresh
+        payload["output"]["image_urls"] = [urlsplit(url).path for url in payload["output"]["image_urls"]]
+    assert first == again
     without = create(api, NOWHERE)
     assert api.post(f"/runs/{without['id']}/callback-redeliveries").status_code == 409
 

@@ -8,19 +8,21 @@ import json
 import time
 from urllib.parse import urlsplit
 
+from runflow_bg.emulator.corrupt import corrupt_run
 from runflow_bg.emulator.faults import Faults
 from runflow_bg.emulator.listing import decode_cursor, encode_cursor, parse_filter
+from runflow_bg.emulator.outputs import serve_output
 from runflow_bg.emulator.runs import MODEL, PRICE, Run
 from runflow_bg.emulator.signing import Links
 from runflow_bg.emulator.state import Asset, State
-from runflow_bg.emulator.wire import Reject, Request, Response, api_error, json_response, storage_error
+from runflow_bg.emulator.wire import (EXPIRED, Reject, Request, Response, api_error, json_response,
+                                     storage_error)
 from runflow_bg.emulator.worker import Worker
 
 ALLOWED_MIME_TYPES = ("application/zip", "image/png", "image/jpeg", "image/webp")
 MAX_UPLOAD_BYTES = 52_428_800
 PUBLIC_ENDPOINTS = frozenset({"health", "storage_put", "asset_file", "output", "unknown"})
 SORTS = ("created_at:desc", "created_at:asc")
-_EXPIRED = ("AccessDenied", "Request has expired")
 
 
 class Api:
@@ -47,7 +49,7 @@ class Api:
         """The run as the API shows it now, in the shape the knobs ask for."""
         return run.view(time.monotonic() if now is None else now, self.links,
                         spelling=self.faults.status_spelling, output_shape=self.faults.output_shape,
-                        sdk_shape=self.faults.sdk_shape)
+                        sdk_shape=self.faults.sdk_shape, outputs=self.faults.output_slots())
 
     # -- account ------------------------------------------------------------------------------
 
@@ -88,7 +90,7 @@ class Api:
 
     def storage_put(self, request: Request) -> Response:
         if self.faults.take("expire", "storage_put"):
-            return storage_error(403, *_EXPIRED)
+            return storage_error(403, *EXPIRED)
         problem = self.links.check(request.path, request.query)
         if problem:
             return storage_error(403, *problem)
@@ -134,7 +136,7 @@ class Api:
         _refuse(_run_problems(data))
         run = Run(input=dict(data["input"]), run_seconds=self.run_seconds,
                   callback_url=data.get("callback_url"), metadata=data.get("metadata"),
-                  client_ref=data.get("client_ref"))
+                  client_ref=data.get("client_ref"), override=self.faults.override)
         if not self.state.add_run(run):
             message = (f"The balance ({self.state.balance:.2f} USD) does not cover a run ({PRICE} USD). "
                        "Top up to continue.")
@@ -143,10 +145,10 @@ class Api:
         view = self.view(run, now=run.created)
         if self.faults.sdk_shape:
             view = {"run_id": view.pop("id"), **view}
-        return json_response(201, view)
+        return self._run_answer("run_create", 201, view)
 
     def run_get(self, request: Request) -> Response:
-        return json_response(200, self.view(self._run(request)))
+        return self._run_answer("run_get", 200, self.view(self._run(request)))
 
     def run_list(self, request: Request) -> Response:
         query = request.query
@@ -179,16 +181,7 @@ class Api:
         })
 
     def output(self, request: Request) -> Response:
-        if self.faults.take("expire", "output"):
-            return storage_error(403, *_EXPIRED)
-        problem = self.links.check(request.path, request.query)
-        if problem:
-            return storage_error(403, *problem)
-        run = self.state.run(request.params["run_id"])
-        if (run is None or request.params["n"] != "1" or not run.is_finished(time.monotonic())
-                or run.outcome.image is None):
-            return storage_error(404, "NoSuchKey", "The specified key does not exist.")
-        return Response(200, run.outcome.image, {"Content-Type": "image/webp"})
+        return serve_output(request, self.state, self.faults, self.links)
 
     # -- callbacks ----------------------------------------------------------------------------
 
@@ -225,6 +218,11 @@ class Api:
         return {"id": asset.id, "name": asset.filename, "url": self.links.asset_url(asset.id, asset.filename),
                 "mime_type": asset.mime_type, "size_bytes": asset.size_bytes,
                 "created_at": asset.created_at.isoformat(timespec="milliseconds")}
+
+    def _run_answer(self, endpoint: str, status: int, view: dict) -> Response:
+        """The run as JSON, unless corrupt_runs asks for a broken body in its place."""
+        mode = self.faults.take("corrupt", endpoint)
+        return corrupt_run(mode, status, view) if mode else json_response(status, view)
 
     def _run(self, request: Request) -> Run:
         run = self.state.run(request.params["run_id"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -14,6 +15,11 @@ from runflow_bg.emulator.signing import Links
 MODEL = "runflow/background-replace"
 PRICE = Decimal("0.35")
 QUEUED_SHARE = 0.2  # of run_seconds spent queued (the alt spelling splits it with dispatching)
+
+
+def _no_override() -> tuple[str, float] | None:
+    """A run made without the API's knobs (tests, scripts) is never held by a status override."""
+    return None
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class Run:
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     created: float = field(default_factory=time.monotonic)
     outcome: Outcome | None = None
+    # (status, since): while given, the run reports that status and cannot finish after `since`
+    override: Callable[[], tuple[str, float] | None] = _no_override
 
     def finish_time(self) -> float | None:
         """When the run counts as finished: its time has passed and its result exists."""
@@ -50,11 +58,17 @@ class Run:
 
     def is_finished(self, now: float) -> bool:
         end = self.finish_time()
-        return end is not None and now >= end
+        if end is None or now < end:
+            return False
+        override = self.override()
+        return override is None or end < override[1]
 
     def status(self, now: float, spelling: str = "default") -> str:
         if self.is_finished(now):
             return self.outcome.status or ("partial_succeeded" if spelling == "alt" else "succeeded")
+        override = self.override()
+        if override is not None:
+            return override[0]
         if self._started(now):
             return "running"
         if spelling == "alt" and now - self.created >= QUEUED_SHARE / 2 * self.run_seconds > 0:
@@ -62,7 +76,8 @@ class Run:
         return "queued"
 
     def view(self, now: float, links: Links, *, spelling: str = "default",
-             output_shape: str = "image_urls", sdk_shape: bool = False) -> dict:
+             output_shape: str = "image_urls", sdk_shape: bool = False,
+             outputs: Sequence[str | None] = (None,)) -> dict:
         """The Run object as the API answers it at `now`, in the shape the knobs ask for."""
         outcome = self.outcome if self.is_finished(now) else None
         elapsed = self.finish_time() - self.created if outcome else None
@@ -71,7 +86,7 @@ class Run:
             "model": MODEL,
             "status_code": self.status(now, spelling),
             "input": copy.deepcopy(self.input),
-            "output": self._output(outcome, links, output_shape),
+            "output": self._output(outcome, links, output_shape, outputs),
             "metadata": copy.deepcopy(self.metadata),
             "client_ref": self.client_ref,
             "callback_url": self.callback_url,
@@ -96,11 +111,15 @@ class Run:
         elapsed = now - self.created
         return elapsed > 0 and elapsed >= QUEUED_SHARE * self.run_seconds
 
-    def _output(self, outcome: Outcome | None, links: Links, shape: str) -> dict | None:
+    def _output(self, outcome: Outcome | None, links: Links, shape: str,
+                outputs: Sequence[str | None]) -> dict | None:
+        """One signed URL per output: None names the plain `<n>.webp`, a string is the file's raw name."""
         if outcome is None or outcome.image is None:
             return None
-        url = links.output_url(self.id, 1)
-        return {"outputs": [{"url": url, "type": "image"}]} if shape == "outputs" else {"image_urls": [url]}
+        urls = [links.output_url(self.id, n, name) for n, name in enumerate(outputs, start=1)]
+        if shape == "outputs":
+            return {"outputs": [{"url": url, "type": "image"} for url in urls]}
+        return {"image_urls": urls}
 
     def _stamp(self, offset: float) -> str:
         return (self.created_at + timedelta(seconds=offset)).isoformat(timespec="milliseconds")

@@ -33,7 +33,7 @@ ROUTES = [
     ("POST", r"/v1/runs/(?P<run_id>[^/]+)/callback-redeliveries", "callback_redeliver"),
     ("GET", r"/v1/billing/balance", "balance"),
     ("GET", r"/files/assets/(?P<asset_id>[^/]+)/(?P<filename>[^/]+)", "asset_file"),
-    ("GET", r"/files/outputs/(?P<run_id>[^/]+)/(?P<n>\d+)\.webp", "output"),
+    ("GET", r"/files/outputs/(?P<run_id>[^/]+)/\d+(?:\.webp|/(?P<name>[^/]+))", "output"),
 ]
 _COMPILED = [(method, re.compile(pattern), name) for method, pattern, name in ROUTES]
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -45,7 +45,8 @@ def route(method: str, path: str) -> tuple[str, dict[str, str]]:
     for verb, pattern, name in _COMPILED:
         match = pattern.fullmatch(path)
         if match and verb == method:
-            return name, {key: unquote(value) for key, value in match.groupdict().items()}
+            groups = match.groupdict().items()
+            return name, {key: unquote(value) for key, value in groups if value is not None}
     return "unknown", {}
 
 
@@ -131,12 +132,15 @@ class _Handler(BaseHTTPRequestHandler):
         if endpoint not in STORAGE_ENDPOINTS:
             headers.setdefault("Runflow-Request-Id", f"req_{secrets.token_hex(12)}")
         for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
+            self.send_header(name, value.encode().decode("latin-1"))  # non-ASCII goes out as UTF-8 bytes
+        declared = response.declared_length
+        self.send_header("Content-Length", str(len(response.body) if declared is None else declared))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(response.body)
+        if declared is not None:  # the rest of the promised body never comes
+            self.close_connection = True
 
 
 class Server(ThreadingHTTPServer):

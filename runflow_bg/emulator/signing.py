@@ -26,8 +26,10 @@ class Links:
     def asset_url(self, asset_id: str, filename: str) -> str:
         return self._signed(f"/files/assets/{asset_id}/{quote(filename, safe='')}", ASSET_TTL)
 
-    def output_url(self, run_id: str, n: int) -> str:
-        return self._signed(f"/files/outputs/{run_id}/{n}.webp", OUTPUT_TTL)
+    def output_url(self, run_id: str, n: int, name: str | None = None) -> str:
+        """`.../<n>.webp`, or `.../<n>/<name>` with the name percent-encoded whole, slashes included."""
+        tail = f"{n}.webp" if name is None else f"{n}/{quote(name, safe='')}"
+        return self._signed(f"/files/outputs/{run_id}/{tail}", OUTPUT_TTL)
 
     def check(self, path: str, query: dict[str, str]) -> tuple[str, str] | None:
         """None for a good, fresh signature; else the storage error (code, message) to answer."""

@@ -18,6 +18,7 @@ API_CODES = {
     503: "MODEL_UNAVAILABLE",
 }
 STORAGE_CODES = {403: "AccessDenied", 404: "NoSuchKey", 500: "InternalError", 503: "SlowDown"}
+EXPIRED = ("AccessDenied", "Request has expired")
 
 
 @dataclass
@@ -34,11 +35,12 @@ class Request:
 
 @dataclass
 class Response:
-    """One answer; the HTTP layer adds Content-Length."""
+    """One answer; the HTTP layer adds Content-Length, which claims declared_length bytes when set."""
 
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    declared_length: int | None = None  # a body cut short: the connection closes after what was sent
 
 
 class Reject(Exception):

@@ -20,6 +20,7 @@ from runflow_bg.urls import is_loopback_host, redact_url, same_origin
 
 FETCH_TIMEOUT = 10.0
 MAX_ZIP_BYTES = 50 * 1024 * 1024
+HOLD_POLL = 0.05  # how often a run held by status_override looks again
 _ASSET_PATH = re.compile(r"/files/assets/(?P<asset_id>[^/]+)/(?P<filename>[^/]+)")
 
 
@@ -51,12 +52,19 @@ class Worker:
                                   stage="inference")
         else:
             run.outcome = self._compute(run)
-        if run.callback_url and not self.stop.wait(max(0.0, run.finish_time() - time.monotonic())):
+        if run.callback_url and self._wait_finished(run):
             self._send_callback(run)
+
+    def _wait_finished(self, run: Run) -> bool:
+        """Wait out the run's time and any status override holding it; False when the emulator stops."""
+        while not run.is_finished(time.monotonic()):
+            if self.stop.wait(max(0.0, run.finish_time() - time.monotonic()) or HOLD_POLL):
+                return False
+        return True
 
     def _send_callback(self, run: Run) -> None:
         view = run.view(time.monotonic(), self.links, spelling=self.faults.status_spelling,
-                        output_shape=self.faults.output_shape)
+                        output_shape=self.faults.output_shape, outputs=self.faults.output_slots())
         self.sender.send(run.id, run.callback_url, payload(view))
 
     def _compute(self, run: Run) -> Outcome:
