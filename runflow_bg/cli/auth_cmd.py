@@ -21,7 +21,7 @@ def login(
     import getpass
 
     from runflow_bg import config
-    from runflow_bg.cli.session import retry_policy
+    from runflow_bg.cli.session import http_timeout, retry_policy
     from runflow_bg.client import RunflowClient, check_api_key
     from runflow_bg.errors import AuthError, UsageError
 
@@ -39,7 +39,7 @@ def login(
     check_api_key(key)
     base_url, _ = config.resolve_base_url(ctx.obj.base_url)
     try:
-        with RunflowClient(key, base_url, retry=retry_policy()) as client:
+        with RunflowClient(key, base_url, retry=retry_policy(), timeout=http_timeout()) as client:
             account = client.me()
     except AuthError as exc:
         exc.message += " Nothing was saved."
@@ -78,7 +78,7 @@ def logout() -> None:
 def status(ctx: typer.Context) -> None:
     """Where the key comes from (flag, environment, file), and whether Runflow accepts it."""
     from runflow_bg import config
-    from runflow_bg.cli.session import retry_policy, warn_if_exposed
+    from runflow_bg.cli.session import http_timeout, retry_policy, warn_if_exposed
     from runflow_bg.client import RunflowClient
     from runflow_bg.errors import AuthError
     from runflow_bg.urls import redact_url
@@ -92,7 +92,8 @@ def status(ctx: typer.Context) -> None:
                      f"base URL  {redact_url(base_url)} ({base_origin})\n")
     sys.stdout.flush()
     try:
-        with RunflowClient(source.key, base_url, retry=retry_policy()) as client:
+        with RunflowClient(source.key, base_url, retry=retry_policy(),
+                           timeout=http_timeout()) as client:
             account = client.me()
     except AuthError as exc:
         exc.hint = (f"The key comes from {source.origin}: replace it there, or run "

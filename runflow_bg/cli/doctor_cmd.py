@@ -102,13 +102,13 @@ def _check_api(checks: _Checklist, base_url: str, source: KeySource | None) -> N
     import time
 
     from runflow_bg.cli.auth_cmd import account_name
-    from runflow_bg.cli.session import retry_policy
+    from runflow_bg.cli.session import http_timeout, retry_policy
     from runflow_bg.client import RunflowClient
     from runflow_bg.errors import AuthError, RunflowBgError, UnavailableError
 
     try:
         with RunflowClient(source.key if source else None, base_url,
-                           retry=retry_policy()) as client:
+                           retry=retry_policy(), timeout=http_timeout()) as client:
             started = time.monotonic()
             if not client.health():
                 raise UnavailableError("Runflow's health check did not answer ok.")
