@@ -328,7 +328,8 @@ def test_download_fetches_expired_output_urls_afresh(emu, work, env):
     assert result.returncode == 0, result.stderr.decode()
     assert json.loads(result.stdout)["outputs"][0]["path"] == "again/bottle-bg.webp"
     assert emu.count("run_get") == reads + 2, "one read of the run, one more for a fresh URL"
-    assert (work / "again" / "bottle-bg.webp").read_bytes() == (work / "first" / "bottle-bg.webp").read_bytes()
+    again, first = work / "again" / "bottle-bg.webp", work / "first" / "bottle-bg.webp"
+    assert again.read_bytes() == first.read_bytes()
 
 
 def test_download_of_a_failed_run_exits_6(emu, work, env):
