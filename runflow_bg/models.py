@@ -161,7 +161,8 @@ def extract_output_urls(output: Any) -> tuple[str, ...]:
             if candidates:
                 break
     else:
-        raise ProtocolError(f"The run's output has an unexpected type ({type(output).__name__}).")
+        raise ProtocolError(f"Runflow's answer has a run output of an unexpected type "
+                            f"({type(output).__name__}).")
     urls = []
     for item in candidates:
         if isinstance(item, dict) and item.get("type") not in (None, "image"):
@@ -177,18 +178,19 @@ def parse_run(data: Any) -> Run:
     if not isinstance(data, dict):
         raise ProtocolError("Runflow answered with something that is not a run object.")
     run_id = data.get("id") or data.get("run_id")
-    if not isinstance(run_id, str) or not run_id.strip():
+    run_id = clean_text(run_id, 128) if isinstance(run_id, str) else ""
+    if not run_id:
         raise ProtocolError("Runflow's answer has no run id (neither `id` nor `run_id`).")
     status = data.get("status_code", data.get("status"))
     if not isinstance(status, str) or not status.strip():
-        raise ProtocolError(f"Runflow's answer for run {clean_text(run_id)} has no status.")
+        raise ProtocolError(f"Runflow's answer for run {run_id} has no status.")
     error = data.get("error") if isinstance(data.get("error"), dict) else {}
     metadata = data.get("metadata")
     run_input = data.get("input")
     status = clean_text(status, 64).lower()
     output = data.get("output") if classify_status(status) is RunState.SUCCEEDED else None
     return Run(
-        id=clean_text(run_id, 128),
+        id=run_id,
         status=status,
         output_urls=extract_output_urls(output),
         client_ref=_opt_str(data.get("client_ref")),
