@@ -47,9 +47,9 @@ class Ctx:
         return [sys.executable, "-m", "runflow_bg", *(["--debug"] if debug else []), *args]
 
     def cli(self, *args: str, prefix: list[str] | None = None, debug: bool = True,
-            timeout: float = 90) -> Result:
+            stdin: bytes = b"", timeout: float = 90) -> Result:
         done = subprocess.run((prefix or []) + self.argv(args, debug), env=self.env, cwd=self.work,
-                              capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                              capture_output=True, timeout=timeout, input=stdin)
         result = Result(done.returncode, done.stdout.decode(errors="replace"),
                         done.stderr.decode(errors="replace"))
         self.captured += [result.stdout, result.stderr]
@@ -373,6 +373,21 @@ for _phase, (_slow, _when, _has_run) in PHASES.items():
             ok &= again.code == 0 and ctx.emu.created_run_count == 1 and ctx.outputs() == SAVED
             return (f"exit {result.code} then {again.code}, {ctx.emu.created_run_count} run(s) "
                     f"in all, saved {', '.join(ctx.outputs()) or 'nothing'}"), ok
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+@scenario("credentials file", "0600 in a 0700 folder; readable by others draws a warning")
+def _(ctx):
+    del ctx.env["RUNFLOW_API_KEY"]
+    login = ctx.cli("auth", "login", "--with-token", stdin=KEY.encode() + b"\n")
+    path = Path(ctx.env["RUNFLOW_BG_HOME"]) / "config" / "credentials.json"
+    modes = (path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777)
+    path.chmod(0o644)
+    result = ctx.cli(*REPLACE)
+    warned = "other users can read" in result.stderr
+    ok = login.code == 0 and modes == (0o600, 0o700) and result.code == 0 and warned
+    return f"login exit {login.code}, modes {modes[0]:o}/{modes[1]:o}, warned: {warned}", ok
 
 
 def run_scenario(entry: Scenario) -> tuple[str, bool]:
