@@ -12,6 +12,10 @@ from pathlib import Path
 from PIL import Image
 
 KEY = "rf_test_cli_key_5678"
+JSON_KEYS = {"run_id", "status", "photo", "scene", "prompt", "client_ref", "outputs",
+             "duration_ms", "cost", "cached", "skipped", "error"}
+MACHINE_NETWORK_SETTINGS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                            "all_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
 def write_photo(path: Path, size=(160, 120), color=(200, 30, 30), fmt=None, exif=None) -> Path:
@@ -40,7 +44,7 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
 
 def cli_env(base_url: str | None, home: Path, key: str | None = KEY, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RUNFLOW_", "GITHUB_"))}
+           if not k.startswith(("RUNFLOW_", "GITHUB_")) and k not in MACHINE_NETWORK_SETTINGS}
     env.update({"RUNFLOW_BG_HOME": str(home), "NO_COLOR": "1", "RUNFLOW_BG_RETRIES": "2",
                 "HOME": str(home / "user-home"), "COLUMNS": "100"})
     if base_url:

@@ -13,15 +13,8 @@ import time
 import pytest
 
 from helpers import KEY, cli_env, run_cli
-from runflow_bg.emulator import Emulator
 
 NO_API = "http://127.0.0.1:9"  # the discard port: nothing listens there
-
-
-@pytest.fixture
-def emu():
-    with Emulator(api_key=KEY, run_seconds=0.2) as server:
-        yield server
 
 
 @pytest.fixture

@@ -10,25 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-from PIL import Image
 
-from helpers import KEY, cli_env, has_control_chars, run_cli, write_photo, write_scene
-from runflow_bg.emulator import Emulator
-
-JSON_KEYS = {"run_id", "status", "photo", "scene", "prompt", "client_ref", "outputs",
-             "duration_ms", "cost", "cached", "skipped", "error"}
-
-
-@pytest.fixture
-def emu():
-    with Emulator(api_key=KEY, run_seconds=0.2) as server:
-        yield server
-
-
-@pytest.fixture
-def env(emu, isolated_env):
-    return cli_env(emu.base_url, isolated_env)
+from helpers import JSON_KEYS, has_control_chars, run_cli, write_photo, write_scene
 
 
 def make_catalogue(root: Path, count: int, folders=("shoes", "bags", "hats")) -> list[Path]:

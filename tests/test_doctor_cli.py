@@ -6,26 +6,9 @@ import os
 import platform
 from importlib.metadata import version
 
-import pytest
 
-from helpers import KEY, cli_env, run_cli
+from helpers import KEY, run_cli
 from runflow_bg import __version__
-from runflow_bg.emulator import Emulator
-
-
-@pytest.fixture
-def emu():
-    with Emulator(api_key=KEY, run_seconds=0.2) as server:
-        yield server
-
-
-@pytest.fixture
-def env(emu, isolated_env):
-    env = cli_env(emu.base_url, isolated_env)
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
-                 "all_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"):
-        env.pop(name, None)
-    return env
 
 
 def rows(result) -> dict[str, str]:

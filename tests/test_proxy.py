@@ -12,13 +12,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from helpers import KEY, cli_env, run_cli, write_photo, write_scene
-from runflow_bg.emulator import Emulator
+from helpers import KEY, cli_env, run_cli
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te",
               "trailer", "transfer-encoding", "upgrade", "content-length"}
-PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
-                   "all_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
 class Relay:
@@ -81,31 +78,10 @@ class Relay:
 
 
 @pytest.fixture
-def emu():
-    with Emulator(api_key=KEY, run_seconds=0.2) as server:
-        yield server
-
-
-@pytest.fixture
 def relay():
     proxy = Relay()
     yield proxy
     proxy.close()
-
-
-@pytest.fixture
-def work(tmp_path):
-    write_photo(tmp_path / "bottle.png")
-    write_scene(tmp_path / "marble.jpg")
-    return tmp_path
-
-
-@pytest.fixture
-def env(emu, isolated_env):
-    env = cli_env(emu.base_url, isolated_env)
-    for name in PROXY_VARIABLES:
-        env.pop(name, None)
-    return env
 
 
 def test_http_proxy_relays_every_request(emu, relay, work, env):
@@ -144,8 +120,6 @@ def test_https_goes_through_the_proxy_as_a_tunnel(relay, work, env):
 
 def test_local_runs_never_go_through_a_proxy(relay, work, isolated_env):
     env = cli_env(None, isolated_env, key=None, RUNFLOW_BG_LOCAL_RUN_SECONDS="0.2")
-    for name in PROXY_VARIABLES:
-        env.pop(name, None)
     env.update(HTTP_PROXY=f"http://127.0.0.1:{relay.port}", SSL_CERT_FILE=str(work / "bottle.png"))
     result = run_cli("replace", "--local", "bottle.png", "marble.jpg", env=env, cwd=work)
     assert result.returncode == 0, result.stderr.decode()

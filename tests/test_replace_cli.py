@@ -14,30 +14,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from helpers import KEY, cli_env, has_control_chars, run_cli, write_photo, write_scene
+from helpers import JSON_KEYS, KEY, cli_env, has_control_chars, run_cli, write_photo
 from runflow_bg.client import RunflowClient
-from runflow_bg.emulator import Emulator
-
-JSON_KEYS = {"run_id", "status", "photo", "scene", "prompt", "client_ref", "outputs",
-             "duration_ms", "cost", "cached", "skipped", "error"}
-
-
-@pytest.fixture
-def emu():
-    with Emulator(api_key=KEY, run_seconds=0.3) as server:
-        yield server
-
-
-@pytest.fixture
-def work(tmp_path):
-    write_photo(tmp_path / "bottle.png")
-    write_scene(tmp_path / "marble.jpg")
-    return tmp_path
-
-
-@pytest.fixture
-def env(emu, isolated_env):
-    return cli_env(emu.base_url, isolated_env)
 
 
 def test_success_saves_the_file_and_prints_its_path(emu, work, env):

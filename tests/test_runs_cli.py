@@ -11,33 +11,11 @@ import time
 import pytest
 from PIL import Image
 
-from helpers import KEY, cli_env, run_cli, write_photo, write_scene, zip_bytes
+from helpers import JSON_KEYS, KEY, cli_env, run_cli, zip_bytes
 from runflow_bg.client import RunflowClient
-from runflow_bg.emulator import Emulator
 from runflow_bg.errors import InputError, RunFailed, UnavailableError, WaitTimeout
 from runflow_bg.journal import Journal
 from runflow_bg.service.runs import RunReport, exit_code, list_runs
-
-JSON_KEYS = {"run_id", "status", "photo", "scene", "prompt", "client_ref", "outputs",
-             "duration_ms", "cost", "cached", "skipped", "error"}
-
-
-@pytest.fixture
-def emu():
-    with Emulator(api_key=KEY, run_seconds=0.3) as server:
-        yield server
-
-
-@pytest.fixture
-def work(tmp_path):
-    write_photo(tmp_path / "bottle.png")
-    write_scene(tmp_path / "marble.jpg")
-    return tmp_path
-
-
-@pytest.fixture
-def env(emu, isolated_env):
-    return cli_env(emu.base_url, isolated_env)
 
 
 def submit_here(work, env, *extra: str) -> str:
