@@ -92,6 +92,15 @@ def dry_run_summary(inputs: Inputs, options: ReplaceOptions, model: str = MODEL)
     }
 
 
+def run_failure(run: Run) -> RunFailed:
+    """The error a failed or canceled run stands for."""
+    what = "was canceled" if run.canceled else "failed"
+    reason = ": ".join(part for part in (run.failure_code, run.failure_message) if part)
+    return RunFailed(f"Run {run.id} {what}{f' ({reason})' if reason else ''}.",
+                     code=run.failure_code or run.status.upper(), run_id=run.id,
+                     hint="It has no outputs; submitting the request again starts a new, paid run.")
+
+
 def copy_outputs(previous: list[str], run_id: str, inputs: Inputs, options: ReplaceOptions,
                  reporter: Reporter) -> list[SavedFile]:
     """Copy already saved outputs to this request's names (a result paid for once, reused)."""
@@ -192,12 +201,9 @@ def finish(client: RunflowClient, journal: Journal, client_ref: str, run: Run, i
             exc.hint = f"{exc.hint or ''} Pick the run up with `runflow-bg runs wait {run.id}`.".strip()
         raise
     if run.state is RunState.FAILED:
-        what = "was canceled" if run.canceled else "failed"
-        reason = ": ".join(p for p in (run.failure_code, run.failure_message) if p)
-        journal.record_finish(client_ref, FAILED, error=reason or run.status)
-        raise RunFailed(f"Run {run.id} {what}{f' ({reason})' if reason else ''}.",
-                        code=run.failure_code or run.status.upper(), run_id=run.id,
-                        hint="Check the inputs; the run is not charged again unless you submit anew.")
+        failure = run_failure(run)
+        journal.record_finish(client_ref, FAILED, error=failure.message)
+        raise failure
     try:
         saved = download_outputs(client, run, options.naming(inputs),
                                  on_bytes=lambda i, done, total: reporter.on_bytes("download", done, total))

@@ -10,14 +10,14 @@ from pathlib import Path, PurePath
 from runflow_bg.client import RunflowClient
 from runflow_bg.download import OutputNaming, SavedFile, download_outputs
 from runflow_bg.durations import format_duration
-from runflow_bg.errors import (AuthError, ExitCode, InputError, Interrupted, RunFailed,
-                               RunflowBgError, UsageError, WaitTimeout)
+from runflow_bg.errors import (AuthError, ExitCode, InputError, Interrupted, RunflowBgError, UsageError, WaitTimeout)
 from runflow_bg.journal import FAILED, SUCCEEDED, Entry, Journal
 from runflow_bg.models import FAILURE_STATUSES, PENDING_STATUSES, SUCCESS_STATUSES, Run, RunState
 from runflow_bg.naming import DEFAULT_TEMPLATE, existing_first_output
 from runflow_bg.polling import PollSchedule, wait_for_run
 from runflow_bg.progress import Reporter
 from runflow_bg.service.inputs import check_output_dir
+from runflow_bg.service.replace import run_failure
 
 RUN_STATUSES = PENDING_STATUSES | SUCCESS_STATUSES | FAILURE_STATUSES
 LIST_PAGE_SIZE = 100
@@ -80,15 +80,6 @@ class RunReport:
 def _prompt_of(run: Run | None) -> str | None:
     prompt = run.input.get("prompt") if run and run.input else None
     return prompt if isinstance(prompt, str) else None
-
-
-def run_failure(run: Run) -> RunFailed:
-    """The error a failed or canceled run stands for."""
-    what = "was canceled" if run.canceled else "failed"
-    reason = ": ".join(part for part in (run.failure_code, run.failure_message) if part)
-    return RunFailed(f"Run {run.id} {what}{f' ({reason})' if reason else ''}.",
-                     code=run.failure_code or run.status.upper(), run_id=run.id,
-                     hint="It has no outputs; submitting the request again starts a new, paid run.")
 
 
 def describe(client: RunflowClient, journal: Journal, run_id: str) -> RunReport:
