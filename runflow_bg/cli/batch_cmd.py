@@ -49,7 +49,8 @@ def batch(
     from runflow_bg.cli.session import open_client, open_journal
     from runflow_bg.cli.terminal import PlainReporter
     from runflow_bg.service import collect
-    from runflow_bg.service.batch import BatchOptions, BatchRunner, plan_batch
+    from runflow_bg.service.batch import BatchRunner
+    from runflow_bg.service.batch_plan import BatchOptions, plan_batch
     from runflow_bg.service.inputs import check_output_dir, load_image
 
     request = opt.resolve_common(out=out, name=name, timeout=timeout, poll_interval=poll_interval,
@@ -131,7 +132,7 @@ def _max_runs(max_cost: str | None) -> int | None:
 
 
 def _announce(plan, options, notes) -> None:
-    from runflow_bg.service.batch import Action
+    from runflow_bg.service.batch_plan import Action
 
     parts = [f"{len(plan.items)} photos", f"{plan.runs_to_create} to submit"]
     for action, label in ((Action.RESUME, "to resume"), (Action.DONE, "done before"),

@@ -1,93 +1,31 @@
-"""The batch use case: many photos, one scene; every request paid at most once, and resumable.
+"""Running a batch plan: every request paid at most once, at most `concurrency` in flight.
 
-Planning is local and free: it reads each photo, hashes it and asks the journal what became of
-it in earlier runs of the same command. Running then submits only what needs a new run, with at
-most `concurrency` runs in flight, and one failed item never stops the others.
+Worker threads take the items in order; one failed item never stops the others, a 429 pauses
+every worker's creates, and Ctrl-C stops submitting and reports the runs still in flight.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace as with_changes
+from dataclasses import dataclass, field
 from decimal import Decimal
-from enum import Enum
 from pathlib import Path
 
 from runflow_bg.client import RunflowClient
+from runflow_bg.download import SavedFile
 from runflow_bg.errors import (BudgetReached, InputError, InsufficientCredit, Interrupted,
                                RunflowBgError, UnavailableError)
-from runflow_bg.images import InputFile, PreparedImage, read_input
-from runflow_bg.journal import CREATING, FAILED, SUBMITTED, SUCCEEDED, Entry, Journal
+from runflow_bg.journal import FAILED, SUBMITTED, SUCCEEDED, Journal
 from runflow_bg.models import Run
-from runflow_bg.naming import existing_first_output
 from runflow_bg.progress import Reporter
-from runflow_bg.service.collect import Photo
-from runflow_bg.service.inputs import Inputs, digest, local_inputs, local_source, request_hash
+from runflow_bg.service.batch_plan import SPENDING, Action, BatchOptions, Item, Plan, item_options
+from runflow_bg.service.inputs import Inputs, local_inputs
 from runflow_bg.service.replace import PRICE_USD, Outcome, ReplaceOptions, copy_outputs, finish, submit
 
 _RATE_LIMIT_ROUNDS = 6
-
-
-class Action(str, Enum):
-    """What a batch item needs, decided before anything is spent."""
-
-    SUBMIT = "submit"      # a new run
-    RESUME = "resume"      # submitted (or being created) by an earlier run of this command
-    FOLLOW = "follow"      # same content as an earlier item of this batch: reuse its result
-    CACHED = "cached"      # an identical request succeeded before: reuse its saved files
-    DONE = "done"          # saved by an earlier run of this command
-    SKIP = "skip"          # its output exists and --overwrite was not given
-    FAILED = "failed"      # failed in an earlier run; --retry-failed submits it again
-    INVALID = "invalid"    # cannot be read as an image
-
-
-SPENDING = frozenset({Action.SUBMIT, Action.RESUME})
-
-
-@dataclass
-class Item:
-    photo: Photo
-    action: Action
-    content_hash: str = ""
-    entry: Entry | None = None
-    error: RunflowBgError | None = None
-    leader: Item | None = None
-    outcome: Outcome | None = None
-    finished: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    request: ReplaceOptions
-    concurrency: int = 4
-    max_runs: int | None = None
-    retry_failed: bool = False
-
-
-@dataclass
-class Plan:
-    job: str
-    scene: PreparedImage
-    scene_source: InputFile
-    items: list[Item]
-
-    def count(self, *actions: Action) -> int:
-        return sum(1 for item in self.items if item.action in actions)
-
-    @property
-    def runs_to_create(self) -> int:
-        """Runs this batch may pay for: new ones, and resumed ones whose create is unconfirmed."""
-        return self.count(Action.SUBMIT) + sum(
-            1 for i in self.items if i.action is Action.RESUME and i.entry and i.entry.status == CREATING)
-
-    def estimated_cost(self, max_runs: int | None = None) -> Decimal:
-        runs = self.runs_to_create if max_runs is None else min(max_runs, self.runs_to_create)
-        return runs * PRICE_USD
 
 
 @dataclass
@@ -108,73 +46,6 @@ class BatchResult:
             "cached": lambda o: o.cached,
         }
         return sum(1 for outcome in self.outcomes if checks[kind](outcome))
-
-
-def job_key(options: ReplaceOptions) -> str:
-    """Identifies "the same command": the same output folder and naming."""
-    text = f"{options.out_dir.resolve()}\0{options.name_template}"
-    return "batch:" + hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def item_options(options: ReplaceOptions, photo: Photo) -> ReplaceOptions:
-    """The item's options: its outputs go to the mirrored folder under the output folder."""
-    return with_changes(options, out_dir=options.out_dir / photo.folder)
-
-
-def _check_photo(photo: Photo) -> str:
-    """Read the photo and check that it opens as an image; returns the digest of its bytes."""
-    from PIL import Image, UnidentifiedImageError
-
-    source = read_input(str(photo.path))
-    try:
-        with Image.open(io.BytesIO(source.data)) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise InputError(f"{photo.display}: not an image, or a damaged one.",
-                         hint="Use a PNG, JPEG or WebP image.") from None
-    return digest(source.data)
-
-
-def _plan_item(photo: Photo, scene: PreparedImage, scene_digest: str, journal: Journal,
-               job: str, options: BatchOptions) -> Item:
-    request = options.request
-    try:
-        photo_digest = _check_photo(photo)
-    except InputError as exc:
-        return Item(photo, Action.INVALID, error=exc)
-    content_hash = request_hash(local_source(photo_digest, scene_digest), request.prompt)
-    entry = journal.latest_for_item(job, photo.key)
-    if entry is not None and entry.content_hash == content_hash:
-        if entry.status == SUCCEEDED and all(Path(p).is_file() for p in entry.outputs):
-            return Item(photo, Action.DONE, content_hash, entry)
-        if entry.status in (SUBMITTED, CREATING):
-            return Item(photo, Action.RESUME, content_hash, entry)
-        if entry.status == FAILED and not options.retry_failed:
-            return Item(photo, Action.FAILED, content_hash, entry)
-    out_dir = item_options(request, photo).out_dir
-    if not request.overwrite and existing_first_output(
-            out_dir, request.name_template, stem=photo.path.stem, scene=scene.stem) is not None:
-        return Item(photo, Action.SKIP, content_hash, entry)
-    if request.use_cache:
-        cached = journal.succeeded_with_hash(content_hash)
-        if cached is not None and all(Path(p).is_file() for p in cached.outputs):
-            return Item(photo, Action.CACHED, content_hash, cached)
-    return Item(photo, Action.SUBMIT, content_hash, entry)
-
-
-def plan_batch(photos: list[Photo], scene: PreparedImage, scene_source: InputFile,
-               journal: Journal, options: BatchOptions) -> Plan:
-    """Decide, locally and for free, what each photo needs."""
-    job = job_key(options.request)
-    scene_digest = digest(scene_source.data)
-    items = [_plan_item(photo, scene, scene_digest, journal, job, options) for photo in photos]
-    leaders: dict[str, Item] = {}
-    for item in items:
-        if item.action in (Action.SUBMIT, Action.RESUME):
-            leader = leaders.setdefault(item.content_hash, item)
-            if leader is not item and item.action is Action.SUBMIT:
-                item.action, item.leader = Action.FOLLOW, leader
-    return Plan(job, scene, scene_source, items)
 
 
 class _Gate:
@@ -349,8 +220,6 @@ class BatchRunner:
                                  self.reporter)
             return Outcome(inputs, prompt, entry.client_ref, run, saved, cached=True)
         if item.action is Action.DONE:
-            from runflow_bg.download import SavedFile
-
             saved = [SavedFile("", Path(p)) for p in entry.outputs]
             return Outcome(inputs, prompt, entry.client_ref, run, saved, skipped=True)
         return Outcome(inputs, prompt, skipped=True)
