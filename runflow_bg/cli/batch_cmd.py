@@ -81,6 +81,7 @@ def batch(
                          local=local, log=view.on_log) as client:
             if plan.runs_to_create:
                 _confirm(plan, options, client, yes, notes)
+            view.start()
             outcomes: list[dict] = []
             runner = BatchRunner(plan, client, journal, options, view,
                                  on_outcome=lambda item, outcome: _record(outcome, outcomes, view))

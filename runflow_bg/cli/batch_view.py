@@ -41,8 +41,12 @@ class BatchView:
                                       TextColumn("{task.description}"), TextColumn("ETA"),
                                       TimeRemainingColumn(), console=self.console)
             self._task = self._progress.add_task(self._describe(0), total=total)
-            self._progress.start()
         self.in_flight = lambda: 0
+
+    def start(self) -> None:
+        """Show the live display, once the lines before it (estimate, balance) are out."""
+        if self._progress is not None:
+            self._progress.start()
 
     def _describe(self, in_flight: int) -> str:
         counts = " · ".join(f"{name} {self._counts[name]}" for name in SUMMARY_ROWS)
