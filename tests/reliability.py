@@ -180,6 +180,15 @@ for _endpoint in ("asset_create", "storage_put", "asset_confirm", "run_create", 
             return check(ctx, ctx.cli(*REPLACE), code=0, runs=1, saved=SAVED)
 
 
+for _status in (500, 502, 503, 504):
+    @scenario(f"{_status} once: run_list (the lookup after a lost create)",
+              "exit 0, exactly 1 run, saved")
+    def _(ctx, status=_status):
+        ctx.emu.faults.drop_after_create(1)
+        ctx.emu.faults.fail_next("run_list", status)
+        return check(ctx, ctx.cli(*REPLACE), code=0, runs=1, saved=SAVED)
+
+
 @scenario("5xx until retries run out: run_get", "exit 5, 1 run, says runs wait")
 def _(ctx):
     ctx.emu.faults.fail_next("run_get", 502, count=100)

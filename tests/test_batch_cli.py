@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 
-from helpers import JSON_KEYS, has_control_chars, run_cli, write_photo, write_scene
+from helpers import JSON_KEYS, cli_env, has_control_chars, run_cli, write_photo, write_scene
 
 
 def make_catalogue(root: Path, count: int, folders=("shoes", "bags", "hats")) -> list[Path]:
@@ -254,3 +254,37 @@ def test_missing_scene_exits_4(emu, env, tmp_path):
     result = batch("photos", "--scene", "nope.jpg", "--yes", env=env, cwd=tmp_path)
     assert result.returncode == 4 and "nope.jpg: no such file" in result.stderr.decode()
     assert emu.requests == []
+
+
+def test_service_unavailable_throughout_exits_5(emu, env, tmp_path):
+    make_catalogue(tmp_path, 2)
+    emu.faults.fail_next("run_create", 503, count=100, retry_after=0)
+    result = batch("photos", "--scene", "scene.jpg", "-o", "out", "--yes", env=env, cwd=tmp_path)
+    assert result.returncode == 5, result.stderr.decode()
+    assert "Runflow stayed unavailable" in result.stderr.decode()
+    assert emu.created_run_count == 0
+
+
+def test_local_batch_needs_no_key(work, isolated_env):
+    env = cli_env(None, isolated_env, key=None, RUNFLOW_BG_LOCAL_RUN_SECONDS="0.2")
+    write_photo(work / "second.png", color=(20, 90, 200))
+    result = batch("bottle.png", "second.png", "--scene", "marble.jpg", "--local", "--yes",
+                   env=env, cwd=work)
+    assert result.returncode == 0, result.stderr.decode()
+    assert sorted(result.stdout.decode().split()) == ["bottle-bg.webp", "second-bg.webp"]
+    assert "balance $100.00" in result.stderr.decode()
+
+
+def test_terminal_shows_a_live_display(emu, env, tmp_path):
+    from test_replace_cli import run_with_terminal_stderr
+
+    make_catalogue(tmp_path, 4)
+    env = {k: v for k, v in env.items() if k != "NO_COLOR"}
+    env["TERM"] = "xterm-256color"
+    emu.run_seconds = 1.0
+    code, stdout, screen = run_with_terminal_stderr(
+        ["batch", "photos", "--scene", "scene.jpg", "-o", "out", "--yes", "-j", "2"], env, tmp_path)
+    assert code == 0, screen
+    assert "\x1b[" in screen and "in flight 2" in screen and "ETA" in screen
+    assert "succeeded 4 · failed 0 · skipped 0 · cached 0" in screen
+    assert "money spent" in screen and len(stdout.split()) == 4

@@ -39,7 +39,8 @@ class BatchView:
             self.console = Console(stderr=True, highlight=False)
             self._progress = Progress(SpinnerColumn(), BarColumn(bar_width=30), MofNCompleteColumn(),
                                       TextColumn("{task.description}"), TextColumn("ETA"),
-                                      TimeRemainingColumn(), console=self.console)
+                                      TimeRemainingColumn(), console=self.console,
+                                      redirect_stdout=sys.stdout.isatty())
             self._task = self._progress.add_task(self._describe(0), total=total)
         self.in_flight = lambda: 0
 
