@@ -233,7 +233,8 @@ def test_exif_rotated_photo_reaches_the_model_upright(emu, work, env):
     assert member.getexif().get(0x0112) in (None, 1)
 
 
-def test_sigint_while_waiting_exits_130_with_the_run_id(emu, work, env):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_while_waiting_exits_130_with_the_run_id(emu, work, env, signum):
     emu.run_seconds = 60
     process = subprocess.Popen([sys.executable, "-m", "runflow_bg", "replace", "bottle.png",
                                 "marble.jpg"], env=env, cwd=work, stdout=subprocess.PIPE,
@@ -241,25 +242,12 @@ def test_sigint_while_waiting_exits_130_with_the_run_id(emu, work, env):
     deadline = time.monotonic() + 30
     while emu.count("run_get") == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=30)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=30)
     run_id = emu.runs()[0]["id"]
     assert process.returncode == 130
     assert run_id in stderr.decode() and f"runflow-bg runs wait {run_id}" in stderr.decode()
     assert emu.created_run_count == 1
-
-
-def test_sigterm_while_waiting_exits_130(emu, work, env):
-    emu.run_seconds = 60
-    process = subprocess.Popen([sys.executable, "-m", "runflow_bg", "replace", "bottle.png",
-                                "marble.jpg"], env=env, cwd=work, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while emu.count("run_get") == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 130 and emu.runs()[0]["id"] in stderr.decode()
 
 
 def test_usage_errors_exit_2(work, env):
