@@ -8,6 +8,7 @@ import json
 
 from runflow_bg.errors import InputError
 
+
 def sign(secret: str, body: bytes) -> str:
     """The lowercase hex signature Runflow sends for `body`; the key is the whole secret string."""
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

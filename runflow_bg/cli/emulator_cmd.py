@@ -19,21 +19,18 @@ FAIL_HELP = ("Answer the next requests to ENDPOINT with STATUS: ENDPOINT=STATUS[
 
 def parse_fail_spec(spec: str) -> tuple[str, int, int, Optional[float]]:
     """`run_create=503x2@1` -> ("run_create", 503, 2, 1.0)."""
+    invalid = UsageError(f"Invalid --fail {spec!r}; expected ENDPOINT=STATUS[xCOUNT][@RETRY_AFTER].")
+    endpoint, sep, rest = spec.partition("=")
+    rest, _, after = rest.partition("@")
+    status_text, _, times = rest.partition("x")
     try:
-        endpoint, rest = spec.split("=", 1)
-        retry_after = None
-        if "@" in rest:
-            rest, after = rest.split("@", 1)
-            retry_after = float(after)
-        count = 1
-        if "x" in rest:
-            rest, times = rest.split("x", 1)
-            count = int(times)
-        status = int(rest)
+        status = int(status_text)
+        count = int(times) if times else 1
+        retry_after = float(after) if after else None
     except ValueError:
-        raise UsageError(f"Invalid --fail {spec!r}; expected ENDPOINT=STATUS[xCOUNT][@RETRY_AFTER].") from None
-    if not endpoint or not 100 <= status <= 599 or count < 1:
-        raise UsageError(f"Invalid --fail {spec!r}; expected ENDPOINT=STATUS[xCOUNT][@RETRY_AFTER].")
+        raise invalid from None
+    if not sep or not endpoint or not 100 <= status <= 599 or count < 1:
+        raise invalid
     return endpoint, status, count, retry_after
 
 

@@ -10,7 +10,8 @@ from pathlib import Path, PurePath
 from runflow_bg.client import RunflowClient
 from runflow_bg.download import OutputNaming, SavedFile, download_outputs
 from runflow_bg.durations import format_duration
-from runflow_bg.errors import (AuthError, ExitCode, InputError, Interrupted, RunflowBgError, UsageError, WaitTimeout)
+from runflow_bg.errors import (AuthError, ExitCode, InputError, Interrupted, RunflowBgError,
+                               UsageError, WaitTimeout)
 from runflow_bg.journal import FAILED, SUCCEEDED, Entry, Journal
 from runflow_bg.models import FAILURE_STATUSES, PENDING_STATUSES, SUCCESS_STATUSES, Run, RunState
 from runflow_bg.naming import DEFAULT_TEMPLATE, existing_first_output
