@@ -16,7 +16,8 @@ HELP = "Replace the background of many photos with one scene; resumable, paid on
 
 def batch(
     ctx: typer.Context,
-    photos: List[str] = typer.Argument(..., help="Photos: files, folders (recursed) or quoted globs."),
+    photos: List[str] = typer.Argument(..., metavar="PHOTO",
+                                       help="Photos: files, folders (recursed) or quoted globs."),
     scene: str = typer.Option(..., "--scene", metavar="SCENE", help="The scene image for every photo."),
     prompt: Optional[str] = opt.PROMPT,
     out: Optional[Path] = opt.OUT,

@@ -10,7 +10,7 @@ import typer
 if TYPE_CHECKING:
     from runflow_bg.service.replace import ReplaceOptions
 
-PROMPT = typer.Option(None, "-p", "--prompt", help="Scene description (default: the model's).")
+PROMPT = typer.Option(None, "-p", "--prompt", metavar="TEXT", help="Scene description (default: the model's).")
 OUT = typer.Option(None, "-o", "--out", metavar="DIR",
                    help="Where results go (created if missing; default: current directory).")
 NAME = typer.Option(None, "--name", metavar="TEMPLATE",

@@ -16,8 +16,10 @@ HELP = "Replace the background of PHOTO with SCENE: pack, upload, run, wait, dow
 
 def replace(
     ctx: typer.Context,
-    photo: Optional[str] = typer.Argument(None, help="Product photo (PNG, JPEG, WebP; - for stdin)."),
-    scene: Optional[str] = typer.Argument(None, help="Scene image to place the product in."),
+    photo: Optional[str] = typer.Argument(None, metavar="PHOTO",
+                                          help="Product photo (PNG, JPEG, WebP; - for stdin)."),
+    scene: Optional[str] = typer.Argument(None, metavar="SCENE",
+                                          help="Scene image to place the product in."),
     prompt: Optional[str] = opt.PROMPT,
     out: Optional[Path] = opt.OUT,
     name: Optional[str] = opt.NAME,
