@@ -42,6 +42,21 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def sample_zip() -> bytes:
+    """A small inputs zip (a red product on white, a blue scene); the same bytes every time."""
+    photo = Image.new("RGB", (64, 48), "white")
+    photo.paste((200, 30, 30), (20, 12, 44, 40))
+    scene = Image.new("RGB", (80, 60), (40, 90, 160))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, image in (("image.png", photo), ("reference.png", scene)):
+            member = io.BytesIO()
+            image.save(member, "PNG")
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)),
+                             member.getvalue())
+    return buffer.getvalue()
+
+
 def cli_env(base_url: str | None, home: Path, key: str | None = KEY, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("RUNFLOW_", "GITHUB_")) and k not in MACHINE_NETWORK_SETTINGS}

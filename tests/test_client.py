@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 import socket
 import time
-import zipfile
 from decimal import Decimal
 
 import httpx
 import pytest
 from PIL import Image
 
+from helpers import sample_zip
 from runflow_bg.client import MODEL, RunflowClient, model_path
 from runflow_bg.emulator import Emulator
 from runflow_bg.errors import (
@@ -31,17 +31,6 @@ KEY = "rf_test_client_key_1234"
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, jitter=0.0)
 
 
-def make_zip() -> bytes:
-    photo = Image.new("RGB", (64, 48), "white")
-    photo.paste((200, 30, 30), (20, 12, 44, 40))
-    scene = Image.new("RGB", (80, 60), (40, 90, 160))
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, img in (("image.png", photo), ("reference.png", scene)):
-            member = io.BytesIO()
-            img.save(member, "PNG")
-            zf.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), member.getvalue())
-    return buf.getvalue()
 
 
 @pytest.fixture
@@ -77,7 +66,7 @@ def wait_finished(client: RunflowClient, run_id: str, deadline: float = 10.0):
 
 
 def upload_and_create(client: RunflowClient, **kwargs):
-    asset = client.upload(make_zip(), "inputs.zip")
+    asset = client.upload(sample_zip(), "inputs.zip")
     return client.create_run({"zip_url": asset.url, "file_image": "image.png",
                               "file_reference": "reference.png"}, **kwargs)
 
@@ -134,31 +123,31 @@ def test_balance(emu, client):
 
 def test_upload_never_sends_the_key_to_storage(emu, client):
     progress = []
-    asset = client.upload(make_zip(), "inputs.zip", on_bytes=lambda done, total: progress.append(done))
+    asset = client.upload(sample_zip(), "inputs.zip", on_bytes=lambda done, total: progress.append(done))
     assert asset.url.startswith(emu.base_url) and asset.id
     assert emu.storage_saw_authorization is False
     puts = [r for r in emu.requests if r.endpoint == "storage_put"]
     assert puts and not any(r.had_authorization for r in puts)
-    assert progress[-1] == len(make_zip())
-    assert httpx.get(asset.url).content == make_zip()
+    assert progress[-1] == len(sample_zip())
+    assert httpx.get(asset.url).content == sample_zip()
 
 
 def test_expired_upload_url_starts_a_new_session(emu, client):
     emu.faults.expire_upload_urls(1)
-    asset = client.upload(make_zip(), "inputs.zip")
+    asset = client.upload(sample_zip(), "inputs.zip")
     assert asset.url
     assert emu.count("asset_create") == 2 and emu.count("asset_confirm") == 1
 
 
 def test_storage_5xx_is_retried(emu, client):
     emu.faults.fail_next("storage_put", 503, count=2)
-    client.upload(make_zip(), "inputs.zip")
+    client.upload(sample_zip(), "inputs.zip")
     assert emu.count("storage_put") == 3 and emu.count("asset_create") == 1
 
 
 def test_confirmation_5xx_is_retried(emu, client):
     emu.faults.fail_next("asset_confirm", 502)
-    client.upload(make_zip(), "inputs.zip")
+    client.upload(sample_zip(), "inputs.zip")
     assert emu.count("asset_confirm") == 2
 
 
@@ -170,8 +159,8 @@ def test_oversized_upload_is_refused_locally(emu, client):
 
 
 def test_fresh_asset_url(emu, client):
-    asset = client.upload(make_zip(), "inputs.zip")
-    assert httpx.get(client.signed_asset_url(asset.id)).content == make_zip()
+    asset = client.upload(sample_zip(), "inputs.zip")
+    assert httpx.get(client.signed_asset_url(asset.id)).content == sample_zip()
 
 
 def test_non_https_upload_url_is_refused():
@@ -383,7 +372,7 @@ def test_zip_that_is_not_a_zip_fails_the_run(emu, client):
 
 
 def test_missing_member_fails_the_run(emu, client):
-    asset = client.upload(make_zip(), "inputs.zip")
+    asset = client.upload(sample_zip(), "inputs.zip")
     run = client.create_run({"zip_url": asset.url, "file_image": "nope.png",
                              "file_reference": "reference.png"})
     done = wait_finished(client, run.id)

@@ -10,7 +10,6 @@ import socket
 import ssl
 import threading
 import time
-import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from urllib.parse import quote, urlsplit
@@ -19,6 +18,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from helpers import sample_zip
 from runflow_bg.emulator import Emulator, Faults
 from runflow_bg.emulator.corrupt import CORRUPT_MODES
 from runflow_bg.emulator.runs import Run
@@ -66,17 +66,6 @@ def closed_port() -> int:
 NOWHERE = f"http://127.0.0.1:{closed_port()}/inputs.zip"  # refuses at once, so runs fail fast
 
 
-def make_zip() -> bytes:
-    photo = Image.new("RGB", (64, 48), "white")
-    photo.paste((200, 30, 30), (20, 12, 44, 40))
-    scene = Image.new("RGB", (80, 60), (40, 90, 160))
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, img in (("image.png", photo), ("reference.png", scene)):
-            member = io.BytesIO()
-            img.save(member, "PNG")
-            zf.writestr(name, member.getvalue())
-    return buf.getvalue()
 
 
 def eventually(check, deadline: float = 5.0):
@@ -161,7 +150,7 @@ def create(api: httpx.Client, zip_url: str, **extra) -> dict:
 
 
 def succeeded_run(api: httpx.Client) -> dict:
-    return wait_finished(api, create(api, upload(api, make_zip())["url"])["id"])
+    return wait_finished(api, create(api, upload(api, sample_zip())["url"])["id"])
 
 
 def wait_finished(api: httpx.Client, run_id: str) -> dict:
@@ -217,7 +206,7 @@ def test_keep_alive_reuses_one_connection(api):
 
 def test_balance_credit_and_missing_balance(emu, api):
     assert api.get("/billing/balance").json() == {"balance": "100.00", "currency": "USD"}
-    create(api, upload(api, make_zip())["url"])
+    create(api, upload(api, sample_zip())["url"])
     assert api.get("/billing/balance").json()["balance"] == "99.65"
     emu.set_balance("0.10")
     refused = api.post("/models/runflow/background-replace/runs", json=run_body(NOWHERE))
@@ -230,7 +219,7 @@ def test_balance_credit_and_missing_balance(emu, api):
 # -- uploads ---------------------------------------------------------------------------------
 
 def test_upload_confirm_and_fetch(emu, api):
-    data = make_zip()
+    data = sample_zip()
     session = api.post("/asset-uploads", json=session_body(data))
     assert session.status_code == 201
     asset_id, upload_url = session.json()["asset_id"], session.json()["upload_url"]
@@ -274,7 +263,7 @@ def test_upload_refusals(api, body, field):
 
 
 def test_storage_put_checks_signature_length_and_expiry(emu, api):
-    data = make_zip()
+    data = sample_zip()
     session = api.post("/asset-uploads", json=session_body(data)).json()
     url = session["upload_url"]
     forged = plain_put(url.replace("sig=", "sig=f"), content=data)
@@ -288,7 +277,7 @@ def test_storage_put_checks_signature_length_and_expiry(emu, api):
 
 
 def test_chunked_request_bodies_are_read(emu, api):
-    data = make_zip()
+    data = sample_zip()
     session = api.post("/asset-uploads", json=session_body(data)).json()
     put = plain_put(session["upload_url"], content=iter([data[:100], data[100:]]))
     assert put.status_code == 200 and put.request.headers["transfer-encoding"] == "chunked"
@@ -302,7 +291,7 @@ def test_chunked_request_bodies_are_read(emu, api):
 def test_run_goes_queued_running_succeeded_and_its_output_downloads():
     with Emulator(api_key=KEY, run_seconds=0.6) as slow, \
             httpx.Client(base_url=f"{slow.base_url}/v1", headers=AUTH, timeout=5, verify=TLS) as api:
-        created = create(api, upload(api, make_zip())["url"], metadata={"sku": "A1"}, client_ref="ref-1")
+        created = create(api, upload(api, sample_zip())["url"], metadata={"sku": "A1"}, client_ref="ref-1")
         assert created.keys() == RUN_FIELDS and created["status_code"] == "queued"
         assert created["output"] is None and created["cost"] == "0.35"
         assert created["model"] == "runflow/background-replace" and created["created_at"].endswith("+00:00")
@@ -364,7 +353,7 @@ def test_unknown_model_and_unknown_run_are_404(api):
 @pytest.mark.parametrize("status", ["failed", "errored", "canceled", "cancelled"])
 def test_failed_runs(emu, api, status):
     emu.faults.fail_runs(1, status=status, code="MODEL_ERROR", message="model crashed")
-    url = upload(api, make_zip())["url"]
+    url = upload(api, sample_zip())["url"]
     done = wait_finished(api, create(api, url)["id"])
     assert done["status_code"] == status and done["output"] is None
     assert (done["failure_code"], done["failure_message"]) == ("MODEL_ERROR", "model crashed")
@@ -374,7 +363,7 @@ def test_failed_runs(emu, api, status):
 
 @pytest.mark.parametrize("data, member, code", [
     (b"this is not a zip", "image.png", "INVALID_INPUT_ZIP"),
-    (make_zip(), "nope.png", "INPUT_FILE_NOT_FOUND"),
+    (sample_zip(), "nope.png", "INPUT_FILE_NOT_FOUND"),
 ])
 def test_compositor_errors_fail_the_run(api, data, member, code):
     body = run_body(upload(api, data)["url"])
@@ -386,20 +375,20 @@ def test_compositor_errors_fail_the_run(api, data, member, code):
 
 def test_zip_url_that_cannot_be_fetched_fails_the_run(api):
     unreachable = f"http://127.0.0.1:{closed_port()}/inputs.zip?sig=secret"
-    forged = upload(api, make_zip())["url"].replace("sig=", "sig=0")
+    forged = upload(api, sample_zip())["url"].replace("sig=", "sig=0")
     for url in (unreachable, forged):
         done = wait_finished(api, create(api, url)["id"])
         assert done["failure_code"] == "INPUT_FETCH_FAILED" and "sig=" not in done["failure_message"]
 
 
 def test_foreign_zip_url_is_downloaded(api, receiver):
-    receiver.files["/inputs.zip"] = make_zip()
+    receiver.files["/inputs.zip"] = sample_zip()
     done = wait_finished(api, create(api, f"{receiver.base}/inputs.zip")["id"])
     assert done["status_code"] == "succeeded"
 
 
 def test_list_filters_and_pages(emu, api):
-    url = upload(api, make_zip())["url"]
+    url = upload(api, sample_zip())["url"]
     runs = [create(api, url, client_ref=f"ref-{i}") for i in range(3)]
     found = api.get("/runs", params={"q": "client_ref.EQ:'ref-1'"}).json()
     assert [r["id"] for r in found["items"]] == [runs[1]["id"]]
@@ -483,7 +472,7 @@ def test_delay_then_answer_and_a_create_that_times_out_is_still_recorded(emu, ap
 
 def test_expire_output_urls(emu, api):
     emu.faults.expire_output_urls(1)
-    done = wait_finished(api, create(api, upload(api, make_zip())["url"])["id"])
+    done = wait_finished(api, create(api, upload(api, sample_zip())["url"])["id"])
     [url] = done["output"]["image_urls"]
     expired = plain_get(url)
     assert expired.status_code == 403 and b"Request has expired" in expired.content
@@ -492,14 +481,14 @@ def test_expire_output_urls(emu, api):
 
 def test_output_shape_outputs(emu, api):
     emu.faults.output_shape = "outputs"
-    done = wait_finished(api, create(api, upload(api, make_zip())["url"])["id"])
+    done = wait_finished(api, create(api, upload(api, sample_zip())["url"])["id"])
     [item] = done["output"]["outputs"]
     assert item["type"] == "image" and plain_get(item["url"]).headers["content-type"] == "image/webp"
 
 
 def test_status_spelling_alt(emu, api):
     emu.faults.status_spelling = "alt"
-    run = create(api, upload(api, make_zip())["url"])
+    run = create(api, upload(api, sample_zip())["url"])
     seen = statuses_seen(api, run["id"])
     assert seen[-1] == "partial_succeeded" and set(seen) <= {"queued", "dispatching", "running", seen[-1]}
     assert api.get(f"/runs/{run['id']}").json()["output"]["image_urls"]
@@ -508,7 +497,7 @@ def test_status_spelling_alt(emu, api):
 def test_sdk_shape(emu, api):
     emu.faults.sdk_shape = True
     emu.faults.fail_runs(1, status="errored", code="OOM", message="out of memory")
-    url = upload(api, make_zip())["url"]
+    url = upload(api, sample_zip())["url"]
     created = api.post("/models/runflow/background-replace/runs", json=run_body(url)).json()
     assert "id" not in created and created["run_id"] == emu.runs()[0]["id"]
     failed = wait_finished(api, created["run_id"])
@@ -671,7 +660,7 @@ def test_corrupt_run_reads(emu, api, mode):
 
 
 def test_corrupt_creates_still_make_runs_that_finish(emu, api):
-    url = upload(api, make_zip())["url"]
+    url = upload(api, sample_zip())["url"]
     emu.faults.corrupt_runs("missing_id", count=2, endpoints=("run_create", "run_get"))
     created = api.post("/models/runflow/background-replace/runs", json=run_body(url))
     assert created.status_code == 201 and "id" not in created.json()
@@ -686,7 +675,7 @@ def test_corrupt_creates_still_make_runs_that_finish(emu, api):
 
 
 def test_status_override_holds_runs_until_cleared(emu, api, receiver):
-    url = upload(api, make_zip())["url"]
+    url = upload(api, sample_zip())["url"]
     before = wait_finished(api, create(api, url)["id"])
     emu.faults.status_override = "warming_up"
     run = create(api, url, callback_url=receiver.url)
@@ -710,7 +699,7 @@ def test_status_override_holds_runs_until_cleared(emu, api, receiver):
 def test_callback_is_signed_and_shaped_without_polling(receiver):
     with Emulator(**FAST, callback_secret="whsec_test") as signed, \
             httpx.Client(base_url=f"{signed.base_url}/v1", headers=AUTH, timeout=5, verify=TLS) as client:
-        run = create(client, upload(client, make_zip())["url"], callback_url=receiver.url, metadata={"a": 1})
+        run = create(client, upload(client, sample_zip())["url"], callback_url=receiver.url, metadata={"a": 1})
         [hit] = eventually(lambda: receiver.hits)
         payload = json.loads(hit.body)
         assert payload.keys() == {"event", "run_id", "status", "output", "duration_ms", "created_at",
@@ -741,7 +730,7 @@ def test_callback_unsigned_without_a_secret_and_failed_runs_say_so(emu, api, rec
 
 def test_callback_retried_after_500(emu, api, receiver):
     receiver.answers.append(500)
-    create(api, upload(api, make_zip())["url"], callback_url=receiver.url)
+    create(api, upload(api, sample_zip())["url"], callback_url=receiver.url)
     eventually(lambda: len(receiver.hits) == 2)
     assert [(d.attempt, d.status) for d in emu.callback_deliveries] == [(1, 500), (2, 200)]
     assert receiver.hits[0].body == receiver.hits[1].body
@@ -765,7 +754,7 @@ def test_unreachable_callback_is_tried_three_times(emu, api):
 
 
 def test_callback_redelivery(emu, api, receiver):
-    run = create(api, upload(api, make_zip())["url"], callback_url=receiver.url)
+    run = create(api, upload(api, sample_zip())["url"], callback_url=receiver.url)
     eventually(lambda: receiver.hits)
     answer = api.post(f"/runs/{run['id']}/callback-redeliveries", json={})
     assert answer.status_code == 202
