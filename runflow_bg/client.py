@@ -1,17 +1,16 @@
 """RunflowClient: one method per Runflow endpoint, typed results, typed errors, safe retries.
 
-httpx exceptions never leave this module; every failure becomes a RunflowBgError whose message
-names no API key and no presigned query string.
+Every request goes through the transport's one retry policy; httpx exceptions never leave the
+client, transport and transfers; every failure becomes a RunflowBgError whose message names no
+API key and no presigned query string.
 """
 
 from __future__ import annotations
 
-import ssl
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import httpx
@@ -27,28 +26,26 @@ from runflow_bg.errors import (
     UnavailableError,
     UsageError,
 )
+from runflow_bg.clock import Clock
 from runflow_bg.models import (
     Asset,
     Run,
     RunPage,
-    clean_text,
     parse_asset,
     parse_error_body,
     parse_run,
     parse_run_page,
     parse_upload_session,
 )
-from runflow_bg.retry import RetryPolicy, parse_retry_after
+from runflow_bg import transfers
+from runflow_bg.transfers import ByteCallback, Fetched, UrlExpired
+from runflow_bg.transport import Reply, RetryPolicy, Transport, Unreachable, parse_retry_after
 from runflow_bg.urls import DEFAULT_BASE_URL, is_allowed_url, normalize_base_url, redact_url
 
 MODEL = "runflow/background-replace"
 MAX_UPLOAD_BYTES = 52_428_800
 _UPLOAD_SESSIONS = 3
-_UPLOAD_CHUNK = 256 * 1024
 _NOT_CREATED_STATUSES = frozenset({429, 503})
-
-ByteCallback = Callable[[int, int], None]
-"""Called with (bytes done, bytes total) as a transfer progresses."""
 
 
 def new_client_ref() -> str:
@@ -74,65 +71,6 @@ def check_api_key(api_key: str) -> str:
     return api_key
 
 
-def _untrusted_certificate(exc: BaseException) -> bool:
-    """True when TLS verification failed: retrying cannot help, a CA bundle can."""
-    while exc is not None:
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _describe_transport_error(exc: httpx.TransportError) -> str:
-    """A short cause for a network failure; httpx's own text may carry a URL, so it is unused."""
-    if _untrusted_certificate(exc):
-        return ("its TLS certificate is not trusted (behind a TLS-inspecting proxy, point "
-                "SSL_CERT_FILE at your company's CA bundle)")
-    causes = [
-        (httpx.ConnectTimeout, "the connection timed out"),
-        (httpx.ConnectError, "the connection was refused or failed"),
-        (httpx.ReadTimeout, "timed out waiting for an answer"),
-        (httpx.WriteTimeout, "timed out while sending"),
-        (httpx.PoolTimeout, "timed out waiting for a free connection"),
-        (httpx.RemoteProtocolError, "the connection dropped before an answer"),
-        (httpx.ReadError, "the connection dropped while reading"),
-        (httpx.WriteError, "the connection dropped while sending"),
-        (httpx.ProxyError, "the proxy refused the connection"),
-        (httpx.UnsupportedProtocol, "the URL's scheme is not supported"),
-    ]
-    for kind, text in causes:
-        if isinstance(exc, kind):
-            return text
-    return "a network error"
-
-
-def _never_sent(exc: httpx.TransportError) -> bool:
-    """True when the request cannot have reached the server (so nothing was created)."""
-    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-
-
-def _request_id(response: httpx.Response) -> str | None:
-    for header in ("Runflow-Request-Id", "X-Request-Id"):
-        value = response.headers.get(header)
-        if value:
-            return clean_text(value, 128)
-    return None
-
-
-def _json_body(response: httpx.Response, what: str) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise ProtocolError(
-            f"Runflow's {what} answer is not JSON (HTTP {response.status_code}).",
-            request_id=_request_id(response),
-        ) from None
-
-
-class _UploadUrlExpired(Exception):
-    """The storage host answered 403: the presigned URL expired; start a new session."""
-
-
 class RunflowClient:
     """A synchronous client of the Runflow API, safe to share between threads."""
 
@@ -143,46 +81,43 @@ class RunflowClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float = 30.0,
-        connect_timeout: float = 10.0,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock | None = None,
         transport: httpx.BaseTransport | None = None,
         storage_transport: httpx.BaseTransport | None = None,
         log: Callable[[str], None] | None = None,
         trust_env: bool = True,  # False: ignore proxy and CA variables (the --local emulator)
+        connections: int = 16,
     ) -> None:
         self.base_url = normalize_base_url(base_url)
         if not is_allowed_url(self.base_url):
             raise UsageError(
                 f"Refusing the base URL {redact_url(self.base_url)}: it must be https "
                 "(plain http is allowed only for loopback addresses).",
-                hint="Check --base-url, RUNFLOW_BASE_URL or `runflow-bg config get base_url`.",
-            )
+                hint="Check --base-url, RUNFLOW_BASE_URL or `runflow-bg config get base_url`.")
         self._api_key = check_api_key(api_key) if api_key else None
-        self.retry = retry or RetryPolicy()
-        self.sleep = sleep
+        self.clock = clock or Clock()
         self._log = log
+        policy = retry or RetryPolicy()
         headers = {"User-Agent": f"runflow-bg/{__version__}", "Accept": "application/json"}
-        limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
-        http_timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        limits = httpx.Limits(max_connections=connections * 2,
+                              max_keepalive_connections=connections)
         # Only the API client ever holds the key; it never follows redirects elsewhere.
         api_headers = dict(headers)
         if self._api_key:
             api_headers["Authorization"] = f"Bearer {self._api_key}"
         try:
-            self._api = httpx.Client(
-                base_url=self.base_url + "/v1", headers=api_headers, timeout=http_timeout,
-                transport=transport, follow_redirects=False, limits=limits, trust_env=trust_env,
-            )
-            self._storage = httpx.Client(
-                headers=headers, timeout=http_timeout, transport=storage_transport or transport,
-                follow_redirects=False, limits=limits, trust_env=trust_env,
-            )
+            api = httpx.Client(headers=api_headers, transport=transport, follow_redirects=False,
+                               limits=limits, trust_env=trust_env)
+            storage = httpx.Client(headers=headers, transport=storage_transport or transport,
+                                   follow_redirects=False, limits=limits, trust_env=trust_env)
         except OSError as exc:  # ssl.SSLError included: a CA bundle that cannot be loaded
             raise UsageError(
                 f"Cannot load the CA certificates named by SSL_CERT_FILE or SSL_CERT_DIR "
                 f"({exc.strerror or exc}).",
-                hint="Point SSL_CERT_FILE at a PEM file of CA certificates, or unset it.",
-            ) from None
+                hint="Point SSL_CERT_FILE at a PEM file of CA certificates, or unset it.") from None
+        self._api = Transport(api, policy, self.clock, attempt_seconds=timeout, log=self._note)
+        self._storage = Transport(storage, policy, self.clock, attempt_seconds=timeout,
+                                  log=self._note)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -195,11 +130,6 @@ class RunflowClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    @property
-    def storage(self) -> httpx.Client:
-        """The key-less HTTP client for presigned storage and output URLs."""
-        return self._storage
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -214,14 +144,12 @@ class RunflowClient:
         if not self._api_key:
             raise AuthError(
                 "No API key is set.",
-                hint="Set RUNFLOW_API_KEY, run `runflow-bg auth login`, or use --local.",
-            )
+                hint="Set RUNFLOW_API_KEY, run `runflow-bg auth login`, or use --local.")
 
-    def error_from_response(self, response: httpx.Response, *, run_id: str | None = None
-                            ) -> RunflowBgError:
+    def error_from_response(self, reply: Reply, *, run_id: str | None = None) -> RunflowBgError:
         """The RunflowBgError an API error answer stands for, built from its body."""
-        status = response.status_code
-        body = parse_error_body(response.content, _request_id(response))
+        status = reply.status_code
+        body = parse_error_body(reply.content, reply.request_id)
         code = body.code or {401: "UNAUTHORIZED", 402: "INSUFFICIENT_CREDIT",
                              403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                              429: "RATE_LIMITED"}.get(status)
@@ -249,54 +177,17 @@ class RunflowClient:
         return ProtocolError(f"Runflow answered with an unexpected HTTP {status}{suffix}.",
                              **common)
 
-    def _unavailable(self, exc: httpx.TransportError, url: str) -> UnavailableError:
-        return UnavailableError(
-            f"Could not reach {redact_url(url)}: {_describe_transport_error(exc)}.",
-            hint="Check the network and proxy settings (HTTPS_PROXY, NO_PROXY), "
-                 "then try again.",
-        )
-
-    def _send_with_retries(self, send: Callable[[], httpx.Response], url: str,
-                           *, retry_statuses: Callable[[int], bool]) -> httpx.Response:
-        """Run `send` until it answers something other than a retryable failure."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = send()
-            except httpx.InvalidURL:
-                raise ProtocolError(f"Refusing the malformed URL {redact_url(url)}.") from None
-            except httpx.TransportError as exc:
-                if attempt >= self.retry.max_attempts or _untrusted_certificate(exc):
-                    raise self._unavailable(exc, url) from None
-                wait = self.retry.delay(attempt)
-                self._note(f"{redact_url(url)}: {_describe_transport_error(exc)}; "
-                           f"retrying in {wait:.1f}s")
-            else:
-                if not retry_statuses(response.status_code) or attempt >= self.retry.max_attempts:
-                    return response
-                wait = self.retry.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
-                self._note(f"{redact_url(url)}: HTTP {response.status_code}; "
-                           f"retrying in {wait:.1f}s")
-                response.close()
-            self.sleep(wait)
-
     def _api_call(self, method: str, path: str, *, run_id: str | None = None,
-                  what: str = "API", auth: bool = True, **kwargs: Any) -> Any:
+                  what: str = "API", auth: bool = True, deadline: float | None = None,
+                  **kwargs: Any) -> Any:
         """An API request, retried on network errors, 429 and 5xx; returns the JSON body."""
         if auth:
             self._require_key()
-        url = self.base_url + "/v1" + path
-        started = time.monotonic()
-        response = self._send_with_retries(
-            lambda: self._api.request(method, path, **kwargs), url,
-            retry_statuses=lambda s: s == 429 or s >= 500,
-        )
-        self._note(f"{method} {redact_url(url)} -> {response.status_code} "
-                   f"({time.monotonic() - started:.2f}s)")
-        if not response.is_success:
-            raise self.error_from_response(response, run_id=run_id)
-        return _json_body(response, what)
+        reply = self._api.request(method, self.base_url + "/v1" + path, what=what,
+                                  deadline=deadline, **kwargs)
+        if not reply.is_success:
+            raise self.error_from_response(reply, run_id=run_id)
+        return reply.json(what)
 
     # -- endpoints -------------------------------------------------------------------------
 
@@ -328,12 +219,13 @@ class RunflowClient:
                 return None
         return None
 
-    def get_run(self, run_id: str) -> Run:
+    def get_run(self, run_id: str, *, deadline: float | None = None) -> Run:
+        """The run as the API shows it now; `deadline` bounds retries (a --timeout)."""
         run_id = run_id.strip()
         if not run_id or "/" in run_id or run_id in (".", ".."):
             raise InputError(f"Invalid run id {run_id!r}.")
         data = self._api_call("GET", f"/runs/{quote(run_id, safe='')}", run_id=run_id,
-                              what="run")
+                              what="run", deadline=deadline)
         return parse_run(data)
 
     def list_runs(self, *, limit: int | None = None, q: str | None = None,
@@ -357,46 +249,47 @@ class RunflowClient:
                    callback_url: str | None = None, metadata: dict | None = None) -> Run:
         """Create a run exactly once.
 
-        429 and 503 mean "not created" and are retried after the wait. After an ambiguous
-        failure (timeout, dropped connection, 500/502/504) the run is looked up by its
-        client_ref, and created again only if the service has no such run.
+        Each attempt is sent once (never retried by the transport). 429 and 503 mean "not
+        created" and are tried again after the policy's wait. After an ambiguous failure
+        (timeout, dropped connection, 500/502/504) the run is looked up by its client_ref, and
+        created again only if the service has no such run.
         """
         self._require_key()
         client_ref = client_ref or new_client_ref()
         if len(client_ref) > 255 or "'" in client_ref:
             raise UsageError("client_ref must be at most 255 characters, without quotes.")
-        path = model_path(model)
-        url = self.base_url + "/v1" + path
+        url = self.base_url + "/v1" + model_path(model)
         body = {"input": run_input, "callback_url": callback_url, "metadata": metadata,
                 "client_ref": client_ref}
+        policy = self._api.policy
         attempt = 0
         while True:
             attempt += 1
-            retry_after = None
+            retry_after, status = None, None
             try:
-                response = self._api.post(path, json=body)
-            except httpx.TransportError as exc:
-                ambiguous = not _never_sent(exc)
-                failure: RunflowBgError = self._unavailable(exc, url)
+                reply = self._api.request("POST", url, what="create", attempts=1, json=body)
+            except Unreachable as exc:
+                ambiguous = not exc.never_sent
+                failure: RunflowBgError = exc
             else:
-                if response.is_success:
-                    self._note(f"POST {redact_url(url)} -> {response.status_code}")
-                    return parse_run(_json_body(response, "create"))
-                if response.status_code < 500 and response.status_code not in _NOT_CREATED_STATUSES:
-                    raise self.error_from_response(response)
-                ambiguous = response.status_code not in _NOT_CREATED_STATUSES
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                failure = self.error_from_response(response)
+                if reply.is_success:
+                    return parse_run(reply.json("create"))
+                status = reply.status_code
+                if status < 500 and status not in _NOT_CREATED_STATUSES:
+                    raise self.error_from_response(reply)
+                ambiguous = status not in _NOT_CREATED_STATUSES
+                retry_after = parse_retry_after(reply.headers.get("Retry-After"))
+                failure = self.error_from_response(reply)
             self._note(f"create attempt {attempt} failed: {failure.message}")
             if ambiguous:
                 existing = self._lookup_after_ambiguous_create(client_ref, failure)
                 if existing is not None:
                     self._note(f"found run {existing.id} created by attempt {attempt}")
                     return existing
-            if attempt >= self.retry.max_attempts:
+            if attempt >= policy.attempts_for(status):
                 failure.message += f" No run was created (client_ref {client_ref})."
                 raise failure
-            self.sleep(self.retry.delay(attempt, retry_after))
+            self._api.pause(attempt, retry_after, rate_limited=status == 429)
 
     def _lookup_after_ambiguous_create(self, client_ref: str, failure: RunflowBgError
                                        ) -> Run | None:
@@ -410,7 +303,7 @@ class RunflowClient:
                      "trying again, so as not to pay twice.",
             ) from None
 
-    # -- uploads ---------------------------------------------------------------------------
+    # -- uploads and downloads -------------------------------------------------------------
 
     def upload(self, data: bytes, filename: str, mime_type: str = "application/zip",
                on_bytes: ByteCallback | None = None) -> Asset:
@@ -425,12 +318,9 @@ class RunflowClient:
             session = parse_upload_session(self._api_call(
                 "POST", "/asset-uploads", what="upload",
                 json={"filename": filename, "mime_type": mime_type, "size_bytes": len(data)}))
-            if not is_allowed_url(session.upload_url):
-                raise ProtocolError(
-                    f"Refusing the upload URL {redact_url(session.upload_url)}: not https.")
             try:
-                self._put_to_storage(session.upload_url, data, mime_type, on_bytes)
-            except _UploadUrlExpired:
+                transfers.put(self._storage, session.upload_url, data, mime_type, on_bytes)
+            except UrlExpired:
                 self._note("upload URL expired; starting a new upload session")
                 continue
             asset_path = f"/asset-uploads/{quote(session.asset_id, safe='')}/confirmations"
@@ -439,32 +329,9 @@ class RunflowClient:
             f"The storage host refused {_UPLOAD_SESSIONS} fresh upload URLs in a row (403).",
             hint="Check the machine's clock and try again later.")
 
-    def _put_to_storage(self, upload_url: str, data: bytes, mime_type: str,
-                        on_bytes: ByteCallback | None) -> None:
-        total = len(data)
-
-        def chunks() -> Iterator[bytes]:
-            for start in range(0, total, _UPLOAD_CHUNK):
-                chunk = data[start:start + _UPLOAD_CHUNK]
-                yield chunk
-                if on_bytes:
-                    on_bytes(start + len(chunk), total)
-
-        # The presigned URL carries its own credentials: no Authorization header, ever.
-        timeout = httpx.Timeout(max(120.0, total / (256 * 1024)), connect=10.0)
-        response = self._send_with_retries(
-            lambda: self._storage.put(
-                upload_url, content=chunks(), timeout=timeout,
-                headers={"Content-Type": mime_type, "Content-Length": str(total)}),
-            upload_url, retry_statuses=lambda s: s == 429 or s >= 500,
-        )
-        self._note(f"PUT {redact_url(upload_url)} -> {response.status_code}")
-        if response.status_code == 403:
-            raise _UploadUrlExpired()
-        if not response.is_success:
-            raise UnavailableError(
-                f"The storage host refused the upload (HTTP {response.status_code}) at "
-                f"{redact_url(upload_url)}.")
+    def download(self, url: str, sink: BinaryIO, on_bytes: ByteCallback | None = None) -> Fetched:
+        """Stream an output URL into `sink`, without the key; UrlExpired when it answers 403."""
+        return transfers.download(self._storage, url, sink, on_bytes)
 
     def signed_asset_url(self, asset_id: str) -> str:
         """A freshly signed download URL of an uploaded asset."""

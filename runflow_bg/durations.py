@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -18,7 +19,7 @@ def parse_duration(text: str) -> float:
         if not parts or "".join(n + u for n, u in parts) != value:
             raise ValueError(f"invalid duration {text!r}; use forms like 90s, 10m, 1h") from None
         seconds = sum(float(number) * _UNITS[unit] for number, unit in parts)
-    if seconds < 0 or seconds != seconds:
+    if seconds < 0 or not math.isfinite(seconds):
         raise ValueError(f"invalid duration {text!r}")
     return seconds
 
@@ -32,11 +33,3 @@ def format_duration(seconds: float) -> str:
         return f"{minutes}m {secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m"
-
-
-def format_clock(seconds: float) -> str:
-    """Elapsed time for a spinner: 00:41, 12:03, 1:02:03."""
-    total = int(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"

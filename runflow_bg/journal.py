@@ -143,7 +143,3 @@ class Journal:
         rows = self._rows("WHERE content_hash = ? AND status = ? ORDER BY updated_at DESC LIMIT 1",
                           (content_hash, SUCCEEDED))
         return rows[0] if rows else None
-
-    def count(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]

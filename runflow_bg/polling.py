@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from runflow_bg.clock import Clock
 from runflow_bg.errors import WaitTimeout
 from runflow_bg.models import Run
 
@@ -35,27 +35,26 @@ class PollSchedule:
         return min(self.ceiling, previous * self.growth)
 
 
-def wait_for_run(get_run: Callable[[str], Run], run: Run, *, timeout: float | None,
-                 schedule: PollSchedule = PollSchedule(), on_status: StatusCallback | None = None,
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> Run:
-    """Poll until the run is finished; WaitTimeout (exit 7) when `timeout` passes first."""
-    started = clock()
+def wait_for_run(get_run: Callable[[str], Run], run: Run, *, deadline: float | None,
+                 schedule: PollSchedule, clock: Clock,
+                 on_status: StatusCallback | None = None) -> Run:
+    """Poll until the run is finished; WaitTimeout (exit 7) when `deadline` passes first."""
+    started = clock.now()
     interval = None
     last_status = None
     while True:
-        waited = clock() - started
+        now = clock.now()
         if run.status != last_status and on_status:
-            on_status(run, waited)
+            on_status(run, now - started)
         last_status = run.status
         if run.finished:
             return run
-        if timeout is not None and waited >= timeout:
-            raise WaitTimeout(
-                f"Run {run.id} is still {run.status} after {timeout:g} s; it goes on server-side.",
-                hint=f"Pick it up later with `runflow-bg runs wait {run.id}`.", run_id=run.id)
-        interval = schedule.interval(interval, waited)
-        if timeout is not None:
-            interval = min(interval, max(0.0, timeout - waited))
-        sleep(interval)
+        if deadline is not None and now >= deadline:
+            raise WaitTimeout(f"Run {run.id} is still {run.status}; it goes on server-side.",
+                              hint=f"Pick it up later with `runflow-bg runs wait {run.id}`.",
+                              run_id=run.id)
+        interval = schedule.interval(interval, now - started)
+        if deadline is not None:
+            interval = min(interval, max(0.0, deadline - now))
+        clock.sleep(interval)
         run = get_run(run.id)

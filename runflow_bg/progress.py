@@ -26,25 +26,6 @@ class Reporter(Protocol):
         """An output file is in place."""
 
 
-class SilentReporter:
-    """A reporter that says nothing (for library use and tests)."""
-
-    def on_stage(self, message: str) -> None:
-        pass
-
-    def on_notice(self, message: str) -> None:
-        pass
-
-    def on_status(self, run: Run, elapsed: float) -> None:
-        pass
-
-    def on_bytes(self, label: str, done: int, total: int) -> None:
-        pass
-
-    def on_saved(self, path: str) -> None:
-        pass
-
-
 def human_size(size: int) -> str:
     """`3.1 MB`, `812 KB`, `12 B` (decimal units, as in the spec's examples)."""
     if size < 1000:

@@ -6,10 +6,14 @@ import io
 import os
 import subprocess
 import sys
+import threading
+import time
 import zipfile
 from pathlib import Path
 
 from PIL import Image
+
+from runflow_bg.clock import Clock
 
 KEY = "rf_test_cli_key_5678"
 JSON_KEYS = {"run_id", "status", "photo", "scene", "prompt", "client_ref", "outputs",
@@ -70,9 +74,62 @@ def cli_env(base_url: str | None, home: Path, key: str | None = KEY, **extra: st
     return env
 
 
+class QuickClock(Clock):
+    """A clock whose sleeps pass quickly (at most 50 ms of real time) but count in full.
+
+    Poll intervals, retry backoffs and Retry-After pauses all take their full length on this
+    clock's time, so deadlines and timeouts behave as they would, while the test does not wait.
+    Each thread skips its own sleeps, as each worker of a batch keeps its own deadlines.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._skipped = threading.local()
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return time.monotonic() + getattr(self._skipped, "seconds", 0.0)
+
+    def sleep(self, seconds: float) -> None:
+        seconds = max(0.0, seconds)
+        self.sleeps.append(seconds)
+        real = min(seconds, 0.05)
+        super().sleep(real)
+        self._skipped.seconds = getattr(self._skipped, "seconds", 0.0) + seconds - real
+
+
 def run_cli(*args: str, env: dict, cwd: Path, stdin: bytes | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run `runflow-bg ARGS` as a real process; stdout and stderr are kept apart."""
+    """Run `runflow-bg ARGS` in this process, as the console script would, on a QuickClock.
+
+    The environment becomes exactly `env` for the call, the working directory `cwd`; stdout and
+    stderr are kept apart, and the result has a process's shape (returncode, bytes).
+    """
+    from typer.testing import CliRunner
+
+    from runflow_bg.cli import context
+    from runflow_bg.cli.app import app
+
+    changes: dict[str, str | None] = {name: None for name in os.environ if name not in env}
+    changes.update(env)
+    before, make_clock = Path.cwd(), context.new_clock
+    os.chdir(cwd)
+    context.new_clock = QuickClock
+    try:
+        result = CliRunner().invoke(app, list(args), input=stdin, env=changes,
+                                    prog_name="runflow-bg")
+    finally:
+        context.new_clock = make_clock
+        os.chdir(before)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(["runflow-bg", *args], result.exit_code,
+                                       result.stdout_bytes, result.stderr_bytes)
+
+
+def run_process(*args: str, env: dict, cwd: Path, stdin: bytes | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run `runflow-bg ARGS` as a real process, for what only a process shows."""
     return subprocess.run([sys.executable, "-m", "runflow_bg", *args], env=env, cwd=cwd,
                           input=stdin, capture_output=True, timeout=timeout)
 

@@ -1,7 +1,8 @@
-"""The reliability and security suite: the real CLI, in subprocesses, against the emulator's faults.
+"""The reliability and security suite: the real CLI against the emulator's faults.
 
-Every scenario starts a fresh emulator on loopback, runs `runflow-bg --debug ...` as a user would,
-and compares what happened with what must happen. All captured output of every scenario is
+Every scenario starts a fresh emulator on loopback, runs `runflow-bg --debug ...` as a user would
+(in this process on a quick clock, or as a real process where only a process shows the truth:
+signals, a changed privilege), and compares what happened with what must happen. All captured output of every scenario is
 scanned for the API key and presigned query strings. `python tests/reliability.py` prints the
 table (scenario, expected, observed, pass); tests/test_reliability.py runs the same scenarios.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import KEY, cli_env, write_photo, write_scene  # noqa: E402
+from helpers import KEY, cli_env, run_cli, write_photo, write_scene  # noqa: E402
 from runflow_bg.emulator import Emulator  # noqa: E402
 
 SECRETS = (KEY, "sig=", "expires=")
@@ -48,8 +49,13 @@ class Ctx:
 
     def cli(self, *args: str, prefix: list[str] | None = None, debug: bool = True,
             stdin: bytes = b"", timeout: float = 90) -> Result:
-        done = subprocess.run((prefix or []) + self.argv(args, debug), env=self.env, cwd=self.work,
-                              capture_output=True, timeout=timeout, input=stdin)
+        """The CLI in this process; in a real one only under a `prefix` (a changed privilege)."""
+        if prefix:
+            done = subprocess.run(prefix + self.argv(args, debug), env=self.env, cwd=self.work,
+                                  capture_output=True, timeout=timeout, input=stdin)
+        else:
+            done = run_cli(*(["--debug"] if debug else []), *args, env=self.env, cwd=self.work,
+                           stdin=stdin)
         result = Result(done.returncode, done.stdout.decode(errors="replace"),
                         done.stderr.decode(errors="replace"))
         self.captured += [result.stdout, result.stderr]

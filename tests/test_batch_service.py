@@ -13,7 +13,7 @@ from runflow_bg.emulator import Emulator
 from runflow_bg.errors import UsageError
 from runflow_bg.images import prepare_image, read_input
 from runflow_bg.journal import Journal
-from runflow_bg.retry import RetryPolicy
+from runflow_bg.transport import RetryPolicy
 from runflow_bg.service.batch import BatchRunner
 from runflow_bg.service.batch_plan import Action, BatchOptions, plan_batch
 from runflow_bg.service.collect import collect_photos, parse_shard, take_shard

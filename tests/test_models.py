@@ -18,7 +18,7 @@ from runflow_bg.models import (
     parse_run_page,
     parse_upload_session,
 )
-from runflow_bg.retry import RetryPolicy, parse_retry_after
+from runflow_bg.transport import RetryPolicy, parse_retry_after
 
 
 @pytest.mark.parametrize("status,state", [

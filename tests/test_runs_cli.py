@@ -15,7 +15,8 @@ from helpers import JSON_KEYS, KEY, cli_env, run_cli, zip_bytes
 from runflow_bg.client import RunflowClient
 from runflow_bg.errors import InputError, RunFailed, UnavailableError, WaitTimeout
 from runflow_bg.journal import Journal
-from runflow_bg.service.runs import RunReport, exit_code, list_runs
+from runflow_bg.service.results import Outcome
+from runflow_bg.service.runs import exit_code, list_runs
 
 
 def submit_here(work, env, *extra: str) -> str:
@@ -338,5 +339,5 @@ def test_download_when_output_urls_keep_failing_exits_5(emu, work, env):
     ([WaitTimeout("t"), UnavailableError("down"), InputError("missing")], 5),
 ])
 def test_the_most_serious_problem_sets_the_exit_code(errors, code):
-    reports = [RunReport(f"run{i}", error=error) for i, error in enumerate(errors)]
+    reports = [Outcome(run_id=f"run{i}", error=error) for i, error in enumerate(errors)]
     assert exit_code(reports) == code

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from runflow_bg import config
+from runflow_bg.clock import Clock
 from runflow_bg.durations import format_duration, parse_duration
 from runflow_bg.errors import AuthError, InputError, UsageError, WaitTimeout
 from runflow_bg.images import InputFile, prepare_image, read_input
@@ -114,26 +115,29 @@ def test_templates_stay_inside_the_output_folder(tmp_path):
 
 # -- polling ----------------------------------------------------------------------------------
 
-class FakeClock:
+class FakeClock(Clock):
+    """Time that moves only when something sleeps."""
+
     def __init__(self):
-        self.now = 0.0
+        super().__init__()
+        self.time = 0.0
         self.sleeps = []
+
+    def now(self):
+        return self.time
 
     def sleep(self, seconds):
         self.sleeps.append(seconds)
-        self.now += seconds
-
-    def __call__(self):
-        return self.now
+        self.time += seconds
 
 
 def test_adaptive_polling_is_quick_then_slower_up_to_5s():
     clock = FakeClock()
     reads = iter(["queued"] * 30 + ["succeeded"])
     statuses = []
-    run = wait_for_run(lambda run_id: Run(run_id, next(reads)), Run("r", "queued"), timeout=None,
-                       on_status=lambda run, waited: statuses.append(run.status),
-                       sleep=clock.sleep, clock=clock)
+    run = wait_for_run(lambda run_id: Run(run_id, next(reads)), Run("r", "queued"), deadline=None,
+                       schedule=PollSchedule(), clock=clock,
+                       on_status=lambda run, waited: statuses.append(run.status))
     assert run.status == "succeeded" and statuses == ["queued", "succeeded"]
     assert clock.sleeps[0] == 0.25 and max(clock.sleeps) == 5.0
     assert all(a <= b for a, b in zip(clock.sleeps, clock.sleeps[1:]))
@@ -142,16 +146,16 @@ def test_adaptive_polling_is_quick_then_slower_up_to_5s():
 def test_fixed_poll_interval_and_timeout():
     clock = FakeClock()
     with pytest.raises(WaitTimeout) as info:
-        wait_for_run(lambda run_id: Run(run_id, "running"), Run("r", "queued"), timeout=10,
-                     schedule=PollSchedule(fixed=3), sleep=clock.sleep, clock=clock)
+        wait_for_run(lambda run_id: Run(run_id, "running"), Run("r", "queued"), deadline=10,
+                     schedule=PollSchedule(fixed=3), clock=clock)
     assert clock.sleeps == [3, 3, 3, 1] and "runflow-bg runs wait r" in info.value.hint
 
 
 def test_unknown_status_is_waited_on():
     clock = FakeClock()
     reads = iter(["warming", "succeeded"])
-    run = wait_for_run(lambda run_id: Run(run_id, next(reads)), Run("r", "mystery"), timeout=60,
-                       sleep=clock.sleep, clock=clock)
+    run = wait_for_run(lambda run_id: Run(run_id, next(reads)), Run("r", "mystery"), deadline=60,
+                       schedule=PollSchedule(), clock=clock)
     assert run.status == "succeeded"
 
 
@@ -176,36 +180,60 @@ def test_format_duration():
 
 # -- settings ---------------------------------------------------------------------------------
 
+def settings(**flags):
+    return config.Settings(os.environ, **flags)
+
+
 def test_key_precedence(monkeypatch, tmp_path):
     shared = Path(os.environ["HOME"]) / ".config" / "runflow" / "credentials.json"
     shared.parent.mkdir(parents=True)
     shared.write_text(json.dumps({"api_key": "rf_shared"}))
-    assert config.find_api_key(None) == config.KeySource("rf_shared", str(shared))
-    path = config.save_api_key("rf_saved")
-    assert config.find_api_key(None).key == "rf_saved"
+    assert settings().key_source == config.KeySource("rf_shared", str(shared))
+    path = config.save_api_key(settings().paths.credentials_file, "rf_saved")
+    assert settings().key_source.key == "rf_saved"
     assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
     monkeypatch.setenv("RUNFLOW_API_KEY", "rf_env")
-    assert config.find_api_key(None) == config.KeySource("rf_env", "RUNFLOW_API_KEY")
-    assert config.find_api_key("rf_flag").origin == "--api-key"
+    assert settings().key_source == config.KeySource("rf_env", "RUNFLOW_API_KEY")
+    assert settings(api_key_flag="rf_flag").key_source.origin == "--api-key"
 
 
 def test_no_key_names_every_way_to_get_one():
     with pytest.raises(AuthError) as info:
-        config.require_api_key(None)
+        settings().require_key()
     for needle in ("RUNFLOW_API_KEY", "runflow-bg auth login", "--local"):
         assert needle in info.value.hint
 
 
 def test_base_url_precedence_and_http_refusal(monkeypatch):
-    assert config.resolve_base_url(None) == ("https://api.runflow.io", "default")
+    assert settings().base_url_source == ("https://api.runflow.io", "default")
     monkeypatch.setenv("RUNFLOW_BASE_URL", "http://127.0.0.1:9/v1/")
-    assert config.resolve_base_url(None) == ("http://127.0.0.1:9", "RUNFLOW_BASE_URL")
-    assert config.resolve_base_url("https://eu.example")[1] == "--base-url"
+    assert settings().base_url_source == ("http://127.0.0.1:9", "RUNFLOW_BASE_URL")
+    assert settings(base_url_flag="https://eu.example").base_url_source[1] == "--base-url"
     with pytest.raises(UsageError, match="must be https"):
-        config.resolve_base_url("http://api.example.com")
+        settings(base_url_flag="http://api.example.com").base_url_source
+
+
+@pytest.mark.parametrize("name,value", [("RUNFLOW_BG_HTTP_TIMEOUT", "nan"),
+                                        ("RUNFLOW_BG_HTTP_TIMEOUT", "0"),
+                                        ("RUNFLOW_BG_HTTP_TIMEOUT", "inf"),
+                                        ("RUNFLOW_BG_RETRIES", "0"),
+                                        ("RUNFLOW_BG_LOCAL_RUN_SECONDS", "-1")])
+def test_bad_environment_settings_are_usage_errors(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    attribute = {"RUNFLOW_BG_HTTP_TIMEOUT": "http_timeout", "RUNFLOW_BG_RETRIES": "retries",
+                 "RUNFLOW_BG_LOCAL_RUN_SECONDS": "local_run_seconds"}[name]
+    with pytest.raises(UsageError, match=name):
+        getattr(settings(), attribute)
+
+
+def test_settings_are_resolved_once(monkeypatch):
+    resolved = settings()
+    assert resolved.http_timeout == 30.0
+    monkeypatch.setenv("RUNFLOW_BG_HTTP_TIMEOUT", "5")
+    assert resolved.http_timeout == 30.0 and settings().http_timeout == 5.0
 
 
 def test_runflow_bg_home_moves_all_state(isolated_env):
-    paths = config.paths()
+    paths = settings().paths
     for folder in (paths.config_dir, paths.state_dir, paths.cache_dir):
         assert isolated_env in folder.parents

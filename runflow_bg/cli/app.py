@@ -6,33 +6,55 @@ Only typer is imported at start-up; each command imports what it needs when it r
 
 from __future__ import annotations
 
-import os
 import sys
-from dataclasses import dataclass
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from runflow_bg import __version__
 from runflow_bg.cli import (auth_cmd, batch_cmd, config_cmd, doctor_cmd, emulator_cmd,
                             replace_cmd, runs_cmd, webhook_cmd)
+from runflow_bg.config import COMPLETE_ENV
 
 
-@dataclass
-class GlobalOptions:
-    """Options given before the command, handed to every command through the context."""
+class RunflowGroup(TyperGroup):
+    """The root command group: the one place where an error becomes a message and an exit code.
 
-    api_key: Optional[str] = None
-    base_url: Optional[str] = None
-    debug: bool = False
+    Typer and Click handle their own usage errors (exit 2) and `typer.Exit`; every other
+    exception raised by a command is printed by the invocation's terminal, with its hint, and
+    ends the process with the exit code its class carries (1 for anything unexpected).
+    """
+
+    def invoke(self, ctx):
+        from typer._click.exceptions import ClickException
+
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, ClickException):
+            raise
+        except KeyboardInterrupt:
+            from runflow_bg.errors import Interrupted
+
+            raise typer.Exit(_report(ctx, Interrupted("Interrupted.")))
+        except Exception as exc:
+            raise typer.Exit(_report(ctx, exc))
 
 
-_global = GlobalOptions()
+def _report(ctx, exc: BaseException) -> int:
+    from runflow_bg.cli.terminal import Terminal
 
-COMPLETE_VAR = "_RUNFLOW_BG_COMPLETE"
+    invocation = ctx.obj
+    if invocation is None:  # the root callback itself failed
+        import os
+
+        return Terminal(os.environ).error(exc)
+    return invocation.terminal.error(exc, debug=invocation.debug)
+
 
 app = typer.Typer(
     name="runflow-bg",
+    cls=RunflowGroup,
     help="Replace the background of product photos with Runflow's background-replace model.",
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -62,8 +84,9 @@ def root(
         help="Print the version and exit."),
 ) -> None:
     """Replace the background of product photos with Runflow's background-replace model."""
-    _global.api_key, _global.base_url, _global.debug = api_key, base_url, debug
-    ctx.obj = _global
+    from runflow_bg.cli.context import Invocation
+
+    ctx.obj = Invocation.from_environment(api_key=api_key, base_url=base_url, debug=debug)
 
 
 app.command("replace", help=replace_cmd.HELP)(replace_cmd.replace)
@@ -101,13 +124,10 @@ def _complete_quickly() -> None:
 
 
 def main() -> None:
-    """Console-script entry point: run the app and map every failure to its exit code."""
-    _interrupt_on_sigterm()
-    if COMPLETE_VAR in os.environ:
-        _complete_quickly()
-    try:
-        app(prog_name="runflow-bg")
-    except Exception as exc:
-        from runflow_bg.cli.errors import report
+    """Console-script entry point: SIGTERM handled like Ctrl-C, quick completion, then the app."""
+    import os
 
-        sys.exit(report(exc, debug=_global.debug))
+    _interrupt_on_sigterm()
+    if COMPLETE_ENV in os.environ:
+        _complete_quickly()
+    app(prog_name="runflow-bg")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import typer
@@ -21,10 +20,11 @@ def login(
     import getpass
 
     from runflow_bg import config
-    from runflow_bg.cli.session import http_timeout, retry_policy
-    from runflow_bg.client import RunflowClient, check_api_key
+    from runflow_bg.client import check_api_key
     from runflow_bg.errors import AuthError, UsageError
 
+    invocation = ctx.obj
+    terminal, settings = invocation.terminal, invocation.settings
     if with_token:
         key = sys.stdin.read().strip()
     elif sys.stdin.isatty():
@@ -37,70 +37,64 @@ def login(
         raise AuthError("No API key was given; nothing was saved.",
                         hint="Paste the key from Runflow's dashboard, or pipe it in with --with-token.")
     check_api_key(key)
-    base_url, _ = config.resolve_base_url(ctx.obj.base_url)
     try:
-        with RunflowClient(key, base_url, retry=retry_policy(), timeout=http_timeout()) as client:
+        with invocation.anonymous_client(key) as client:
             account = client.me()
     except AuthError as exc:
         exc.message += " Nothing was saved."
         exc.hint = "Check the key in Runflow's dashboard and try again."
         raise
-    path = config.save_api_key(key)
+    path = config.save_api_key(settings.paths.credentials_file, key)
     masked = config.KeySource(key, str(path)).masked
     who = account_name(account)
-    sys.stderr.write(f"Logged in{f' as {who}' if who else ''} with key {masked}; saved to {path}.\n")
-    if os.environ.get(config.KEY_ENV):
-        sys.stderr.write(f"Note: {config.KEY_ENV} is set in this environment and takes precedence "
-                         "over the saved key.\n")
+    terminal.note(f"Logged in{f' as {who}' if who else ''} with key {masked}; saved to {path}.")
+    if settings.environ.get(config.KEY_ENV):
+        terminal.note(f"Note: {config.KEY_ENV} is set in this environment and takes precedence "
+                      "over the saved key.")
 
 
 @app.command("logout")
-def logout() -> None:
+def logout(ctx: typer.Context) -> None:
     """Remove the key saved by `auth login`."""
     from runflow_bg import config
 
-    path = config.paths().credentials_file
+    terminal, settings = ctx.obj.terminal, ctx.obj.settings
+    path = settings.paths.credentials_file
     try:
         path.unlink()
     except FileNotFoundError:
-        sys.stderr.write(f"No saved key to remove ({path} does not exist).\n")
+        terminal.note(f"No saved key to remove ({path} does not exist).")
     else:
-        sys.stderr.write(f"Removed the saved key ({path}).\n")
-    if os.environ.get(config.KEY_ENV):
-        sys.stderr.write(f"Note: {config.KEY_ENV} is still set in this environment, and is used.\n")
+        terminal.note(f"Removed the saved key ({path}).")
+    if settings.environ.get(config.KEY_ENV):
+        terminal.note(f"Note: {config.KEY_ENV} is still set in this environment, and is used.")
     shared = config.shared_credentials_file()
     if shared.exists():
-        sys.stderr.write(f"Note: Runflow's shared credentials file {shared} is left alone; it is "
-                         "used when no other key is set.\n")
+        terminal.note(f"Note: Runflow's shared credentials file {shared} is left alone; it is "
+                      "used when no other key is set.")
 
 
 @app.command("status")
 def status(ctx: typer.Context) -> None:
     """Where the key comes from (flag, environment, file), and whether Runflow accepts it."""
-    from runflow_bg import config
-    from runflow_bg.cli.session import http_timeout, retry_policy, warn_if_exposed
-    from runflow_bg.client import RunflowClient
     from runflow_bg.errors import AuthError
     from runflow_bg.urls import redact_url
 
-    source = config.find_api_key(ctx.obj.api_key)
-    if source is None:
-        raise AuthError("No Runflow API key found.", hint=config.NO_KEY_HINT)
-    warn_if_exposed(source)
-    base_url, base_origin = config.resolve_base_url(ctx.obj.base_url)
-    sys.stdout.write(f"key       {source.masked} (from {source.origin})\n"
-                     f"base URL  {redact_url(base_url)} ({base_origin})\n")
-    sys.stdout.flush()
+    invocation = ctx.obj
+    terminal, settings = invocation.terminal, invocation.settings
+    source = invocation.key()
+    base_url, base_origin = settings.base_url_source
+    terminal.out(f"key       {source.masked} (from {source.origin})\n"
+                 f"base URL  {redact_url(base_url)} ({base_origin})\n")
     try:
-        with RunflowClient(source.key, base_url, retry=retry_policy(),
-                           timeout=http_timeout()) as client:
+        with invocation.anonymous_client(source.key) as client:
             account = client.me()
     except AuthError as exc:
         exc.hint = (f"The key comes from {source.origin}: replace it there, or run "
                     "`runflow-bg auth login`.")
         raise
-    sys.stdout.write(f"account   {account_name(account) or 'unnamed'}\n"
-                     "status    Runflow accepts the key\n")
+    terminal.out(f"account   {account_name(account) or 'unnamed'}\n"
+                 "status    Runflow accepts the key\n")
 
 
 def account_name(account: dict) -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -47,39 +46,41 @@ def batch(
 ) -> None:
     """Replace the background of many photos with one scene; resumable, paid once per photo."""
     from runflow_bg.cli.batch_view import BatchView
-    from runflow_bg.cli.session import open_client, open_journal
     from runflow_bg.cli.terminal import PlainReporter
+    from runflow_bg.errors import UsageError
     from runflow_bg.service import collect
     from runflow_bg.service.batch import BatchRunner
     from runflow_bg.service.batch_plan import BatchOptions, plan_batch
     from runflow_bg.service.inputs import check_output_dir, load_image
 
-    request = opt.resolve_common(out=out, name=name, timeout=timeout, poll_interval=poll_interval,
-                                 metadata=metadata, callback_url=callback_url, prompt=prompt,
-                                 overwrite=overwrite, wait=True, use_cache=not no_cache)
-    options = BatchOptions(request, concurrency=_concurrency(concurrency),
+    invocation = ctx.obj
+    settings = invocation.settings
+    terminal = invocation.terminal.configure(quiet=quiet, verbose=verbose or invocation.debug)
+    request = opt.resolve_common(settings, out=out, name=name, timeout=timeout,
+                                 poll_interval=poll_interval, metadata=metadata,
+                                 callback_url=callback_url, prompt=prompt, overwrite=overwrite,
+                                 wait=True, use_cache=not no_cache)
+    options = BatchOptions(request, concurrency=settings.concurrency(concurrency),
                            max_runs=_max_runs(max_cost), retry_failed=retry_failed)
     shard_spec = collect.parse_shard(shard)
     found = collect.take_shard(collect.collect_photos(photos, Path.cwd()), shard_spec)
-    notes = PlainReporter(quiet=quiet)
+    notes = PlainReporter(terminal)
     scene_image, scene_source = load_image(scene, None, notes)
     check_output_dir(request.out_dir, create=not dry_run)
-    interactive = sys.stderr.isatty() and not _no_color()
-    journal = open_journal(local=local, shard=shard_spec)
+    journal = invocation.open_journal(local=local, shard=shard_spec)
     try:
         plan = plan_batch(found, scene_image, scene_source, journal, options)
         _announce(plan, options, notes)
         if dry_run:
-            _print_dry_run(plan, options, as_json)
+            _print_dry_run(terminal, plan, options, as_json)
             return
         if plan.runs_to_create > 1 and not yes and not sys.stdin.isatty():
-            raise _usage(f"Refusing to submit {plan.runs_to_create} runs "
-                         f"(${plan.estimated_cost(options.max_runs):.2f}) without confirmation.",
-                         "Add --yes to spend from a script, or --dry-run to see the plan.")
-        view = BatchView(len(plan.items), as_json=as_json, quiet=quiet,
-                         verbose=verbose or ctx.obj.debug, interactive=interactive)
-        with open_client(api_key_flag=ctx.obj.api_key, base_url_flag=ctx.obj.base_url,
-                         local=local, log=view.on_log) as client:
+            raise UsageError(f"Refusing to submit {plan.runs_to_create} runs "
+                             f"(${plan.estimated_cost(options.max_runs):.2f}) without confirmation.",
+                             hint="Add --yes to spend from a script, or --dry-run to see the plan.")
+        view = BatchView(terminal, len(plan.items), as_json=as_json,
+                         github=settings.github_actions)
+        with invocation.open_client(local=local, connections=options.concurrency) as client:
             if plan.runs_to_create:
                 _confirm(plan, options, client, yes, notes)
             view.start()
@@ -93,33 +94,13 @@ def batch(
                 view.close()
     finally:
         journal.close()
-    _finish(result, outcomes, scene, report, interactive=interactive, quiet=quiet)
-
-
-def _no_color() -> bool:
-    import os
-
-    return "NO_COLOR" in os.environ
-
-
-def _usage(message: str, hint: str):
-    from runflow_bg.errors import UsageError
-
-    return UsageError(message, hint=hint)
-
-
-def _concurrency(value: int | None) -> int:
-    from runflow_bg import config
-
-    value = value if value is not None else config.config_value("concurrency") or 4
-    if int(value) < 1:
-        raise _usage("-j/--concurrency must be at least 1.", "For example -j 4.")
-    return int(value)
+    _finish(invocation, result, outcomes, scene, report)
 
 
 def _max_runs(max_cost: str | None) -> int | None:
     from decimal import Decimal, InvalidOperation
 
+    from runflow_bg.errors import UsageError
     from runflow_bg.service.replace import PRICE_USD
 
     if max_cost is None:
@@ -128,8 +109,9 @@ def _max_runs(max_cost: str | None) -> int | None:
         budget = Decimal(max_cost.lstrip("$"))
     except InvalidOperation:
         budget = Decimal(-1)
-    if budget < 0:
-        raise _usage(f"Invalid --max-cost {max_cost!r}.", "Give an amount in USD, e.g. --max-cost 10.")
+    if budget < 0 or not budget.is_finite():
+        raise UsageError(f"Invalid --max-cost {max_cost!r}.",
+                         hint="Give an amount in USD, e.g. --max-cost 10.")
     return int(budget // PRICE_USD)
 
 
@@ -174,7 +156,7 @@ def _record(outcome, outcomes: list[dict], view) -> None:
     view.on_outcome(data)
 
 
-def _print_dry_run(plan, options, as_json: bool) -> None:
+def _print_dry_run(terminal, plan, options, as_json: bool) -> None:
     from runflow_bg.service.replace import MODEL
 
     rows = [{"photo": item.photo.display, "action": item.action.value,
@@ -183,25 +165,25 @@ def _print_dry_run(plan, options, as_json: bool) -> None:
                "runs_to_create": plan.runs_to_create,
                "estimated_cost": f"{plan.estimated_cost(options.max_runs):.2f}", "currency": "USD"}
     if as_json:
-        sys.stdout.write("".join(json.dumps(row) + "\n" for row in rows) + json.dumps(summary) + "\n")
+        for row in [*rows, summary]:
+            terminal.out_json(row)
         return
     width = max((len(row["photo"]) for row in rows), default=5)
     lines = ["dry run: nothing was sent"]
     lines += [f"{row['photo']:<{width}}  {row['action']:<8} -> {row['out_dir']}" for row in rows]
     lines.append(f"{summary['runs_to_create']} runs, estimated cost ${summary['estimated_cost']}")
-    sys.stdout.write("\n".join(lines) + "\n")
+    terminal.out_lines(lines)
 
 
-def _finish(result, outcomes: list[dict], scene: str, report: Path | None, *, interactive: bool,
-            quiet: bool) -> None:
+def _finish(invocation, result, outcomes: list[dict], scene: str, report: Path | None) -> None:
     from runflow_bg.cli.batch_view import append_step_summary, print_summary, summary_rows
     from runflow_bg.errors import (BudgetReached, InsufficientCredit, Interrupted, RunFailed,
                                    UnavailableError)
 
     counts = {name: result.count(name) for name in ("succeeded", "failed", "skipped", "cached")}
     rows = summary_rows(counts, result.runs_created, result.spent)
-    print_summary(rows, interactive=interactive, quiet=quiet)
-    append_step_summary(rows)
+    print_summary(invocation.terminal, rows)
+    append_step_summary(invocation.settings.environ, rows)
     if report is not None:
         from runflow_bg.report import write_report
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 import threading
 from decimal import Decimal
 
-from runflow_bg.cli.terminal import PlainReporter
+from runflow_bg.cli.terminal import PlainReporter, Terminal
+from runflow_bg.config import GITHUB_ACTIONS_ENV, GITHUB_STEP_SUMMARY_ENV
 from runflow_bg.models import Run
 
 SUMMARY_ROWS = ("succeeded", "failed", "skipped", "cached")
@@ -21,26 +19,23 @@ def _escape_annotation(text: str) -> str:
 class BatchView:
     """Renders item events from worker threads: plain lines off a terminal, a progress bar on one."""
 
-    def __init__(self, total: int, *, as_json: bool, quiet: bool, verbose: bool,
-                 interactive: bool) -> None:
+    def __init__(self, terminal: Terminal, total: int, *, as_json: bool, github: bool) -> None:
+        self.terminal = terminal
         self.total = total
         self.as_json = as_json
-        self.lines = PlainReporter(quiet=quiet or interactive, verbose=verbose)
-        self.quiet = quiet
-        self.github = os.environ.get("GITHUB_ACTIONS") == "true"
+        self.lines = PlainReporter(terminal) if not terminal.live else None
+        self.github = github
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(SUMMARY_ROWS, 0)
         self._progress = self._task = None
-        if interactive and not quiet:
-            from rich.console import Console
+        if terminal.live and not terminal.quiet:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
                                        TextColumn, TimeRemainingColumn)
 
-            self.console = Console(stderr=True, highlight=False)
             self._progress = Progress(SpinnerColumn(), BarColumn(bar_width=30), MofNCompleteColumn(),
                                       TextColumn("{task.description}"), TextColumn("ETA"),
-                                      TimeRemainingColumn(), console=self.console,
-                                      redirect_stdout=sys.stdout.isatty())
+                                      TimeRemainingColumn(), console=terminal.console,
+                                      redirect_stdout=terminal.stdout_is_terminal)
             self._task = self._progress.add_task(self._describe(0), total=total)
         self.in_flight = lambda: 0
 
@@ -61,14 +56,16 @@ class BatchView:
 
     def on_stage(self, message: str) -> None:
         with self._lock:
-            self.lines.on_stage(message)
+            if self.lines:
+                self.lines.on_stage(message)
             self._refresh()
 
     def on_notice(self, message: str) -> None:
         with self._lock:
             if self._progress is not None:
                 self._progress.console.print(f"! {message}", style="yellow", markup=False)
-            self.lines.on_notice(message)
+            if self.lines:
+                self.lines.on_notice(message)
 
     def on_status(self, run: Run, elapsed: float) -> None:
         self.on_stage(f"run {run.id} {run.status}")
@@ -78,11 +75,12 @@ class BatchView:
 
     def on_saved(self, path: str) -> None:
         with self._lock:
-            self.lines.on_saved(path)
+            if self.lines:
+                self.lines.on_saved(path)
 
     def on_log(self, message: str) -> None:
         with self._lock:
-            self.lines.on_log(message)
+            self.terminal.log(message)
 
     # -- whole items -------------------------------------------------------------------------
 
@@ -93,20 +91,20 @@ class BatchView:
                      else "skipped" if data["skipped"] else "succeeded")
             self._counts[state] += 1
             if self.as_json:
-                sys.stdout.write(json.dumps(data) + "\n")
+                self.terminal.out_json(data)
             elif state in ("succeeded", "cached"):
-                sys.stdout.write("".join(f"{o['path']}\n" for o in data["outputs"]))
-            sys.stdout.flush()
+                self.terminal.out_lines([o["path"] for o in data["outputs"]])
             if state == "failed":
                 message = data["error"]["message"]
                 if self._progress is not None:
                     self._progress.console.print(f"✗ {data['photo']}: {message}", style="red",
                                                  markup=False)
-                self.lines.on_stage(f"{data['photo']}: failed: {message}")
+                if self.lines:
+                    self.lines.on_stage(f"{data['photo']}: failed: {message}")
                 if self.github:
-                    sys.stderr.write(f"::error file={_escape_annotation(data['photo'])}::"
-                                     f"{_escape_annotation(message)}\n")
-            elif state == "skipped":
+                    self.terminal.note(f"::error file={_escape_annotation(data['photo'])}::"
+                                       f"{_escape_annotation(message)}")
+            elif state == "skipped" and self.lines:
                 self.lines.on_stage(f"{data['photo']}: skipped")
             if self._progress is not None:
                 self._progress.advance(self._task)
@@ -124,27 +122,25 @@ def summary_rows(counts: dict[str, int], runs_created: int, spent: Decimal) -> l
     return rows
 
 
-def print_summary(rows: list[tuple[str, str]], *, interactive: bool, quiet: bool) -> None:
-    if quiet:
+def print_summary(terminal: Terminal, rows: list[tuple[str, str]]) -> None:
+    if terminal.quiet:
         return
-    if interactive:
-        from rich.console import Console
+    if terminal.live:
         from rich.table import Table
 
         table = Table(title="batch summary", show_header=False)
         for name, value in rows:
             table.add_row(name, value)
-        Console(stderr=True).print(table)
+        terminal.console.print(table)
         return
     width = max(len(name) for name, _ in rows)
-    sys.stderr.write("".join(f"{name:<{width}}  {value}\n" for name, value in rows))
-    sys.stderr.flush()
+    terminal.note("".join(f"{name:<{width}}  {value}\n" for name, value in rows).rstrip("\n"))
 
 
-def append_step_summary(rows: list[tuple[str, str]]) -> None:
+def append_step_summary(environ, rows: list[tuple[str, str]]) -> None:
     """In GitHub Actions, add the summary table to the job's summary page."""
-    path = os.environ.get("GITHUB_STEP_SUMMARY")
-    if os.environ.get("GITHUB_ACTIONS") != "true" or not path:
+    path = environ.get(GITHUB_STEP_SUMMARY_ENV)
+    if environ.get(GITHUB_ACTIONS_ENV) != "true" or not path:
         return
     table = ["### runflow-bg batch", "", "| | |", "|---|---|"]
     table += [f"| {name} | {value} |" for name, value in rows]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 app = typer.Typer(help="See and change runflow-bg's settings.", no_args_is_help=True,
@@ -21,11 +19,9 @@ KEY = typer.Argument(..., metavar="KEY", autocompletion=_complete_key,
 
 
 @app.command("path")
-def path() -> None:
+def path(ctx: typer.Context) -> None:
     """Print the config file's path."""
-    from runflow_bg.config import paths
-
-    sys.stdout.write(f"{paths().config_file}\n")
+    ctx.obj.terminal.out_lines([str(ctx.obj.settings.paths.config_file)])
 
 
 @app.command("show")
@@ -34,8 +30,9 @@ def show(ctx: typer.Context) -> None:
     from runflow_bg import config
     from runflow_bg.urls import redact_url
 
-    data = config.load_config()
-    base_url, base_origin = config.resolve_base_url(ctx.obj.base_url)
+    settings = ctx.obj.settings
+    data = settings.file
+    base_url, base_origin = settings.base_url_source
     rows = []
     for key, (description, _) in config.SETTINGS.items():
         if key == "base_url":
@@ -45,48 +42,52 @@ def show(ctx: typer.Context) -> None:
             rows.append((key, str(data[key]), "config file"))
         else:
             rows.append((key, "-", f"not set: {description}"))
-    source = config.find_api_key(ctx.obj.api_key)
+    source = settings.key_source
     rows.append(("api_key", source.masked, source.origin) if source else ("api_key", "-", "not set"))
     width = max(len(value) for _, value, _ in rows)
-    sys.stdout.write(f"# {config.paths().config_file}\n")
-    sys.stdout.write("".join(f"{key:<12} {value:<{width}}  ({origin})\n"
-                             for key, value, origin in rows))
+    ctx.obj.terminal.out_lines([f"# {settings.paths.config_file}"] +
+                               [f"{key:<12} {value:<{width}}  ({origin})"
+                                for key, value, origin in rows])
 
 
 @app.command("get")
-def get(key: str = KEY) -> None:
+def get(ctx: typer.Context, key: str = KEY) -> None:
     """Print the value KEY has in the config file (nothing when it is not set)."""
     from runflow_bg import config
 
+    settings = ctx.obj.settings
     config.check_setting_name(key)
-    value = config.load_config().get(key)
+    value = settings.file.get(key)
     if value is None:
-        sys.stderr.write(f"{key} is not set in {config.paths().config_file}.\n")
+        ctx.obj.terminal.note(f"{key} is not set in {settings.paths.config_file}.")
         return
-    sys.stdout.write(f"{value}\n")
+    ctx.obj.terminal.out_lines([str(value)])
 
 
 @app.command("set")
-def set_(key: str = KEY, value: str = typer.Argument(..., metavar="VALUE")) -> None:
+def set_(ctx: typer.Context, key: str = KEY,
+         value: str = typer.Argument(..., metavar="VALUE")) -> None:
     """Set KEY to VALUE in the config file, after checking the value."""
     from runflow_bg import config
 
+    settings = ctx.obj.settings
     parsed = config.validate_setting(key, value)
-    data = config.load_config()
+    data = dict(settings.file)
     data[key] = parsed
-    config.save_config(data)
-    sys.stderr.write(f"Set {key} = {parsed} in {config.paths().config_file}.\n")
+    config.write_config_file(settings.paths.config_file, data)
+    ctx.obj.terminal.note(f"Set {key} = {parsed} in {settings.paths.config_file}.")
 
 
 @app.command("unset")
-def unset(key: str = KEY) -> None:
+def unset(ctx: typer.Context, key: str = KEY) -> None:
     """Remove KEY from the config file, so that its default applies again."""
     from runflow_bg import config
 
+    settings = ctx.obj.settings
     config.check_setting_name(key)
-    data = config.load_config()
+    data = dict(settings.file)
     if data.pop(key, None) is None:
-        sys.stderr.write(f"{key} was not set.\n")
+        ctx.obj.terminal.note(f"{key} was not set.")
         return
-    config.save_config(data)
-    sys.stderr.write(f"Unset {key} in {config.paths().config_file}.\n")
+    config.write_config_file(settings.paths.config_file, data)
+    ctx.obj.terminal.note(f"Unset {key} in {settings.paths.config_file}.")

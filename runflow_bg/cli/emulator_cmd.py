@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from typing import List, Optional
 
@@ -47,6 +46,7 @@ def parse_delay_spec(spec: str) -> tuple[str, float]:
 
 
 def emulator(
+    ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", help="Address to bind; loopback unless you say otherwise."),
     port: int = typer.Option(8787, help="Port to listen on (0 picks a free one)."),
     run_seconds: float = typer.Option(3.0, "--run-seconds", help="How long each run takes."),
@@ -111,17 +111,16 @@ def emulator(
         raise UsageError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.",
                          hint="Pick another --port, or 0 for any free one.") from None
 
+    terminal = ctx.obj.terminal
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
     try:
-        sys.stdout.write(f"RUNFLOW_BASE_URL={emu.base_url}\nRUNFLOW_API_KEY={emu.api_key}\n")
-        sys.stdout.flush()
-        sys.stderr.write(f"Runflow emulator listening on {emu.base_url} "
-                         f"(runs take {run_seconds:g} s); Ctrl-C stops it.\n")
-        sys.stderr.flush()
+        terminal.out_lines([f"RUNFLOW_BASE_URL={emu.base_url}", f"RUNFLOW_API_KEY={emu.api_key}"])
+        terminal.note(f"Runflow emulator listening on {emu.base_url} "
+                      f"(runs take {run_seconds:g} s); Ctrl-C stops it.")
         while not stopped.wait(0.5):
             pass
     finally:
         emu.stop()
-    sys.stderr.write("emulator stopped\n")
+    terminal.note("emulator stopped")

@@ -56,31 +56,27 @@ def parse_metadata(items: list[str]) -> dict | None:
     return metadata or None
 
 
-def resolve_common(*, out: Path | None, name: str | None, timeout: str | None,
+def resolve_common(settings, *, out: Path | None, name: str | None, timeout: str | None,
                    poll_interval: str | None, metadata: list[str], callback_url: str | None,
                    prompt: str | None, overwrite: bool, wait: bool,
                    use_cache: bool) -> ReplaceOptions:
-    """Flags first, then the config file, then defaults."""
-    from runflow_bg import config
+    """Flags first, then the config file, then defaults (`settings` is the invocation's)."""
     from runflow_bg.errors import UsageError
-    from runflow_bg.naming import DEFAULT_TEMPLATE, check_template
     from runflow_bg.polling import PollSchedule
     from runflow_bg.service.replace import ReplaceOptions
 
-    settings = config.load_config()
     if callback_url and not callback_url.startswith(("https://", "http://")):
         raise UsageError("--callback-url must be an http(s) URL.")
     interval = _duration(poll_interval, "--poll-interval")
     if interval is not None and interval <= 0:
         raise UsageError("--poll-interval must be more than zero.")
-    wait_timeout = _duration(timeout or settings.get("timeout") or "10m", "--timeout")
     return ReplaceOptions(
-        out_dir=Path(out or settings.get("out") or "."),
+        out_dir=settings.out_dir(out),
         prompt=prompt or None,
-        name_template=check_template(name or settings.get("name") or DEFAULT_TEMPLATE),
+        name_template=settings.name_template(name),
         overwrite=overwrite,
         wait=wait,
-        timeout=wait_timeout,
+        timeout=_duration(settings.wait_timeout(timeout), "--timeout"),
         poll=PollSchedule(fixed=interval),
         callback_url=callback_url,
         metadata=parse_metadata(metadata),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -43,16 +42,18 @@ def replace(
                                             help="With --zip-url: the scene's member name."),
 ) -> None:
     """Replace the background of PHOTO with SCENE: pack, upload, run, wait, download."""
-    from runflow_bg.cli.terminal import make_reporter
     from runflow_bg.errors import RunflowBgError
     from runflow_bg.service import inputs as checks
-    from runflow_bg.service.inputs import Inputs
-    from runflow_bg.service.replace import Outcome, dry_run_summary
+    from runflow_bg.service.replace import dry_run_summary, replace as run_replace
+    from runflow_bg.service.results import Outcome
 
-    settings = opt.resolve_common(out=out, name=name, timeout=timeout, poll_interval=poll_interval,
-                                  metadata=metadata, callback_url=callback_url, prompt=prompt,
-                                  overwrite=overwrite, wait=not no_wait, use_cache=not no_cache)
-    reporter = make_reporter(quiet=quiet, verbose=verbose or ctx.obj.debug)
+    invocation = ctx.obj
+    terminal = invocation.terminal.configure(quiet=quiet, verbose=verbose or invocation.debug)
+    settings = opt.resolve_common(invocation.settings, out=out, name=name, timeout=timeout,
+                                  poll_interval=poll_interval, metadata=metadata,
+                                  callback_url=callback_url, prompt=prompt, overwrite=overwrite,
+                                  wait=not no_wait, use_cache=not no_cache)
+    reporter = terminal.reporter()
     inputs = outcome = None
     try:
         inputs = _inputs(photo, scene, zip_url, image, reference, reporter)
@@ -60,24 +61,26 @@ def replace(
         if not settings.overwrite:
             checks.check_first_output_free(inputs, settings.out_dir, settings.name_template)
         if dry_run:
-            _print_dry_run(dry_run_summary(inputs, settings), as_json)
+            _print_dry_run(terminal, dry_run_summary(inputs, settings), as_json)
             return
-        outcome = _run(ctx, inputs, settings, reporter, local)
+        with invocation.open_session(local=local) as session:
+            outcome = run_replace(session.client, session.journal, inputs, settings, reporter)
     except RunflowBgError as exc:
         reporter.close()
         if as_json:
-            failed = Outcome(inputs or Inputs.unread(photo or "", scene or ""), settings.prompt,
-                             error=exc)
-            _print_json(failed.to_json())
+            photo_name = inputs.photo if inputs else photo
+            scene_name = inputs.scene if inputs else scene
+            terminal.out_json(Outcome(photo=photo_name or "", scene=scene_name or "",
+                                      prompt=settings.prompt, error=exc).to_json())
         raise
     finally:
         reporter.close()
     if as_json:
-        _print_json(outcome.to_json())
+        terminal.out_json(outcome.to_json())
     elif not settings.wait:
-        sys.stdout.write(f"{outcome.run.id}\n")
+        terminal.out_lines([outcome.run.id])
     else:
-        sys.stdout.write("".join(f"{saved.path}\n" for saved in outcome.saved))
+        terminal.out_lines([str(saved.path) for saved in outcome.saved])
 
 
 def _inputs(photo, scene, zip_url, image, reference, reporter):
@@ -95,23 +98,9 @@ def _inputs(photo, scene, zip_url, image, reference, reporter):
     return checks.replace_inputs(photo, scene, stdin, reporter)
 
 
-def _run(ctx, inputs, settings, reporter, local):
-    from runflow_bg.cli.session import open_session
-    from runflow_bg.service.replace import replace
-
-    with open_session(api_key_flag=ctx.obj.api_key, base_url_flag=ctx.obj.base_url, local=local,
-                      log=reporter.on_log) as session:
-        return replace(session.client, session.journal, inputs, settings, reporter)
-
-
-def _print_json(data: dict) -> None:
-    sys.stdout.write(json.dumps(data) + "\n")
-    sys.stdout.flush()
-
-
-def _print_dry_run(summary: dict, as_json: bool) -> None:
+def _print_dry_run(terminal, summary: dict, as_json: bool) -> None:
     if as_json:
-        _print_json(summary)
+        terminal.out_json(summary)
         return
     from runflow_bg.urls import redact_url
 
@@ -123,4 +112,4 @@ def _print_dry_run(summary: dict, as_json: bool) -> None:
         lines.extend(f"  {m['name']:<18} {m['bytes']:>12,} bytes" for m in summary["members"])
     lines.append(f"prompt  {summary['prompt'] or '(the model default)'}")
     lines.append(f"cost    ${summary['estimated_cost']} (estimated, one run)")
-    sys.stdout.write("\n".join(lines) + "\n")
+    terminal.out_lines(lines)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -27,12 +25,13 @@ def get(
     """Show one run: its status, cost, outputs, and what this machine saved from it."""
     from runflow_bg.service.runs import describe
 
-    with _session(ctx) as session:
-        report = describe(session.client, session.journal, run_id)
+    invocation = ctx.obj
+    with invocation.open_session() as session:
+        outcome = describe(session.client, session.journal, run_id)
     if as_json:
-        _print_json(report.to_json())
+        invocation.terminal.out_json(outcome.to_json())
     else:
-        sys.stdout.write(_summary(report))
+        invocation.terminal.out(_summary(outcome))
 
 
 @app.command("list")
@@ -46,13 +45,14 @@ def list_(
     """The account's recent runs: a table on a terminal, tab-separated lines elsewhere."""
     from runflow_bg.service.runs import list_runs
 
-    with _session(ctx) as session:
-        reports = list_runs(session.client, session.journal, limit=limit, status=status)
+    invocation = ctx.obj
+    with invocation.open_session() as session:
+        outcomes = list_runs(session.client, session.journal, limit=limit, status=status)
     if as_json:
-        for report in reports:
-            _print_json(report.to_json())
+        for outcome in outcomes:
+            invocation.terminal.out_json(outcome.to_json())
     else:
-        _print_table(reports)
+        _print_table(invocation.terminal, outcomes)
 
 
 @app.command("wait")
@@ -69,7 +69,7 @@ def wait(
     verbose: bool = opt.VERBOSE,
 ) -> None:
     """Wait for runs to finish, then download their outputs (exit 6 if any failed, 7 on --timeout)."""
-    options = _fetch_options(out, name, overwrite, timeout, poll_interval, wait=True)
+    options = _fetch_options(ctx, out, name, overwrite, timeout, poll_interval, wait=True)
     _fetch(ctx, run_ids, options, as_json=as_json, quiet=quiet, verbose=verbose)
 
 
@@ -85,90 +85,70 @@ def download(
     verbose: bool = opt.VERBOSE,
 ) -> None:
     """Download the outputs of finished runs (expired output URLs are fetched afresh)."""
-    options = _fetch_options(out, name, overwrite, None, None, wait=False)
+    options = _fetch_options(ctx, out, name, overwrite, None, None, wait=False)
     _fetch(ctx, run_ids, options, as_json=as_json, quiet=quiet, verbose=verbose)
 
 
-def _session(ctx: typer.Context, log=None):
-    from runflow_bg.cli.session import open_session
-
-    if log is None and ctx.obj.debug:
-        log = _debug_log
-    return open_session(api_key_flag=ctx.obj.api_key, base_url_flag=ctx.obj.base_url,
-                        local=False, log=log)
-
-
-def _debug_log(message: str) -> None:
-    sys.stderr.write(f"debug: {message}\n")
-
-
-def _fetch_options(out, name, overwrite, timeout, poll_interval, *, wait):
+def _fetch_options(ctx, out, name, overwrite, timeout, poll_interval, *, wait):
     from runflow_bg.naming import check_template
     from runflow_bg.service.runs import FetchOptions
 
-    common = opt.resolve_common(out=out, name=None, timeout=timeout, poll_interval=poll_interval,
-                                metadata=[], callback_url=None, prompt=None, overwrite=overwrite,
-                                wait=wait, use_cache=True)
+    common = opt.resolve_common(ctx.obj.settings, out=out, name=None, timeout=timeout,
+                                poll_interval=poll_interval, metadata=[], callback_url=None,
+                                prompt=None, overwrite=overwrite, wait=wait, use_cache=True)
     return FetchOptions(out_dir=common.out_dir, name_template=check_template(name) if name else None,
                         default_template=common.name_template, overwrite=overwrite, wait=wait,
                         timeout=common.timeout, poll=common.poll)
 
 
 def _fetch(ctx, run_ids, options, *, as_json, quiet, verbose):
-    from runflow_bg.cli.errors import report as report_error
-    from runflow_bg.cli.terminal import make_reporter
     from runflow_bg.service.runs import exit_code, fetch_runs
 
-    reporter = make_reporter(quiet=quiet, verbose=verbose or ctx.obj.debug)
-    reports = []
+    invocation = ctx.obj
+    terminal = invocation.terminal.configure(quiet=quiet, verbose=verbose or invocation.debug)
+    reporter = terminal.reporter()
+    outcomes = []
     try:
-        with _session(ctx, log=reporter.on_log) as session:
-            for report in fetch_runs(session.client, session.journal, run_ids, options, reporter):
-                reports.append(report)
+        with invocation.open_session() as session:
+            for outcome in fetch_runs(session.client, session.journal, run_ids, options, reporter):
+                outcomes.append(outcome)
                 if as_json:
-                    _print_json(report.to_json())
+                    terminal.out_json(outcome.to_json())
                 else:
-                    sys.stdout.write("".join(f"{saved.path}\n" for saved in report.saved))
-                    sys.stdout.flush()
-                if report.error is not None:
+                    terminal.out_lines([str(saved.path) for saved in outcome.saved])
+                if outcome.error is not None:
                     reporter.close()
-                    report_error(report.error, debug=ctx.obj.debug)
+                    terminal.error(outcome.error, debug=invocation.debug)
     finally:
         reporter.close()
-    code = exit_code(reports)
+    code = exit_code(outcomes)
     if code:
         raise typer.Exit(code)
 
 
-def _print_json(data: dict) -> None:
-    sys.stdout.write(json.dumps(data) + "\n")
-    sys.stdout.flush()
-
-
-def _summary(report) -> str:
+def _summary(outcome) -> str:
     """`runs get` for a person: one `label  value` line per known fact."""
     from runflow_bg.urls import redact_url
 
-    run, entry = report.run, report.entry
+    run = outcome.run
     rows = [("run", run.id), ("status", run.status), ("created", run.created_at),
             ("completed", run.completed_at),
             ("duration", f"{run.duration_ms / 1000:.1f} s" if run.duration_ms is not None else None),
             ("cost", f"{run.cost} USD" if run.cost else None), ("client_ref", run.client_ref)]
-    if entry is not None:
-        rows += [("photo", entry.photo), ("scene", entry.scene), ("prompt", entry.prompt)]
-    if report.error is not None:
-        rows.append(("failure", report.error.message))
-    for output in report.outputs():
+    rows += [("photo", outcome.photo), ("scene", outcome.scene), ("prompt", outcome.prompt)]
+    if outcome.error is not None:
+        rows.append(("failure", outcome.error.message))
+    for output in outcome.outputs():
         rows.append(("output", redact_url(output["url"])))
         rows.append(("saved", output["path"]))
     return "".join(f"{label:<11}{value}\n" for label, value in rows if value)
 
 
-def _print_table(reports) -> None:
+def _print_table(terminal, outcomes) -> None:
     columns = ("RUN ID", "STATUS", "CREATED", "DURATION", "COST", "PHOTO")
-    rows = [_row(report) for report in reports]
-    if not sys.stdout.isatty():
-        sys.stdout.write("".join("\t".join(row) + "\n" for row in rows))
+    rows = [_row(outcome) for outcome in outcomes]
+    if not terminal.stdout_is_terminal:
+        terminal.out_lines(["\t".join(row) for row in rows])
         return
     from rich.console import Console
     from rich.table import Table
@@ -177,11 +157,11 @@ def _print_table(reports) -> None:
     table = Table(*columns, box=None, header_style="bold", pad_edge=False)
     for row in rows:
         table.add_row(*map(Text, row), style="red" if row[1] in ("failed", "errored") else None)
-    Console(highlight=False).print(table)
+    Console(file=terminal.stdout, highlight=False).print(table)
 
 
-def _row(report) -> tuple[str, ...]:
-    run, entry = report.run, report.entry
+def _row(outcome) -> tuple[str, ...]:
+    run = outcome.run
     created = (run.created_at or "")[:19].replace("T", " ")
     duration = f"{run.duration_ms / 1000:.1f} s" if run.duration_ms is not None else ""
-    return (run.id, run.status, created, duration, run.cost or "", (entry.photo if entry else "") or "")
+    return (run.id, run.status, created, duration, run.cost or "", outcome.photo or "")

@@ -1,19 +1,120 @@
-"""Progress on stderr: a rich spinner and transfer bars on a terminal, plain lines elsewhere."""
+"""The one owner of stdout and stderr: data on stdout, messages and progress on stderr.
+
+`Terminal` decides once per invocation between a live display (a rich spinner, transfer bars,
+batch's progress bar) and plain lines: live only when stderr is a terminal and neither
+`TERM=dumb`, `NO_COLOR` nor `CI` says otherwise. Every command writes through it.
+"""
 
 from __future__ import annotations
 
-import os
+import json
 import sys
-from typing import TextIO
+import traceback
+from collections.abc import Mapping
+from typing import Any, TextIO
 
+from runflow_bg.config import CI_ENV, NO_COLOR_ENV, TERM_ENV
 from runflow_bg.durations import format_duration
+from runflow_bg.errors import ExitCode, RunflowBgError
 from runflow_bg.models import Run, RunState
 from runflow_bg.progress import human_size
 
 TRANSFER_BAR_MIN_BYTES = 1_000_000
 
 
-def _finished_line(run: Run, elapsed: float) -> str:
+class Terminal:
+    """stdout and stderr of one invocation, and how to show progress on them."""
+
+    def __init__(self, environ: Mapping[str, str], stdout: TextIO | None = None,
+                 stderr: TextIO | None = None) -> None:
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        self.live = (_isatty(self.stderr) and environ.get(TERM_ENV) != "dumb"
+                     and NO_COLOR_ENV not in environ and not environ.get(CI_ENV))
+        self.stdout_is_terminal = _isatty(self.stdout)
+        self.quiet = False
+        self.verbose = False
+        self._console = None
+
+    def configure(self, *, quiet: bool = False, verbose: bool = False) -> Terminal:
+        """A command's -q/-v: quiet keeps errors only, verbose adds the request log."""
+        self.quiet, self.verbose = quiet, self.verbose or verbose
+        return self
+
+    @property
+    def console(self):
+        """The rich console on stderr, made when first needed (rich is slow to import)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(file=self.stderr, highlight=False,
+                                    force_terminal=self.live, no_color=not self.live)
+        return self._console
+
+    # -- stdout: data only ---------------------------------------------------------------------
+
+    def out(self, text: str) -> None:
+        """Write data to stdout as is (the caller ends lines)."""
+        if text:
+            self.stdout.write(text)
+            self.stdout.flush()
+
+    def out_lines(self, lines: list[str]) -> None:
+        self.out("".join(f"{line}\n" for line in lines))
+
+    def out_json(self, data: Any) -> None:
+        self.out(json.dumps(data) + "\n")
+
+    # -- stderr: people ------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        """A message for the person at the terminal; -q silences it."""
+        if not self.quiet:
+            self.note(text)
+
+    def note(self, text: str) -> None:
+        """A message that -q does not silence (warnings, confirmations of what was done)."""
+        self.stderr.write(text + "\n")
+        self.stderr.flush()
+
+    def log(self, message: str) -> None:
+        """A request-log line, shown with -v or --debug."""
+        if self.verbose:
+            self.say(f"debug: {message}")
+
+    def error(self, exc: BaseException, *, debug: bool = False) -> int:
+        """Print `exc` for a person (traceback only with --debug); returns its exit code."""
+        if debug:
+            traceback.print_exception(exc, file=self.stderr)
+        if isinstance(exc, RunflowBgError):
+            lines = [f"Error: {exc.message}"]
+            hint = exc.hint or ""
+            if exc.request_id:
+                hint = f"{hint} Request id: {exc.request_id}".strip()
+            if hint:
+                lines.append(f"Hint: {hint}")
+            code = int(exc.exit_code)
+        else:
+            lines = [f"Error: internal error ({type(exc).__name__}).",
+                     "Hint: run again with --debug for details, and report it if it persists."]
+            code = int(ExitCode.INTERNAL)
+        self.stderr.write("\n".join(lines) + "\n")
+        self.stderr.flush()
+        return code
+
+    def reporter(self) -> PlainReporter:
+        """How a use case's progress is shown: live on a terminal, plain lines elsewhere."""
+        return RichReporter(self) if self.live else PlainReporter(self)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def finished_line(run: Run, elapsed: float) -> str:
     took = run.duration_ms / 1000 if run.duration_ms else elapsed
     if run.state is RunState.SUCCEEDED:
         cost = f", cost {run.cost}" if run.cost else ""
@@ -25,19 +126,15 @@ def _finished_line(run: Run, elapsed: float) -> str:
 class PlainReporter:
     """One line per state change, no control characters: for logs and CI."""
 
-    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False,
-                 verbose: bool = False) -> None:
-        self.stream = stream or sys.stderr
-        self.quiet = quiet
-        self.verbose = verbose
+    def __init__(self, terminal: Terminal) -> None:
+        self.terminal = terminal
         self._last = None
 
     def _line(self, text: str) -> None:
-        if self.quiet or text == self._last:
+        if text == self._last:
             return
         self._last = text
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        self.terminal.say(text)
 
     def on_stage(self, message: str) -> None:
         self._line(message)
@@ -46,7 +143,7 @@ class PlainReporter:
         self._line(f"note: {message}")
 
     def on_status(self, run: Run, elapsed: float) -> None:
-        status = _finished_line(run, elapsed) if run.finished else run.status
+        status = finished_line(run, elapsed) if run.finished else run.status
         self._line(f"run {run.id} {status}")
 
     def on_bytes(self, label: str, done: int, total: int) -> None:
@@ -56,8 +153,7 @@ class PlainReporter:
         self._line(f"saved {path}")
 
     def on_log(self, message: str) -> None:
-        if self.verbose:
-            self._line(f"debug: {message}")
+        self.terminal.log(message)
 
     def close(self) -> None:
         pass
@@ -66,15 +162,11 @@ class PlainReporter:
 class RichReporter(PlainReporter):
     """A spinner with the run id, status and elapsed time; bars for transfers over 1 MB."""
 
-    def __init__(self, *, quiet: bool = False, verbose: bool = False) -> None:
-        super().__init__(sys.stderr, quiet=quiet, verbose=verbose)
-        from rich.console import Console
-
-        self.console = Console(stderr=True, highlight=False)
+    def __init__(self, terminal: Terminal) -> None:
+        super().__init__(terminal)
         self._progress = None
         self._run_task = None
         self._transfer_task = None
-        self._stdout_is_terminal = sys.stdout.isatty()
 
     def _ensure_progress(self):
         if self._progress is None:
@@ -84,13 +176,13 @@ class RichReporter(PlainReporter):
             self._progress = Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=24),
                 TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
-                console=self.console, transient=True)
+                console=self.terminal.console, transient=True)
             self._progress.start()
         return self._progress
 
     def _print(self, text: str, style: str | None = None) -> None:
-        if not self.quiet:
-            self.console.print(text, style=style, markup=False, highlight=False)
+        if not self.terminal.quiet:
+            self.terminal.console.print(text, style=style, markup=False, highlight=False)
 
     def on_stage(self, message: str) -> None:
         self._print(f"✓ {message}")
@@ -99,12 +191,12 @@ class RichReporter(PlainReporter):
         self._print(f"! {message}", style="yellow")
 
     def on_status(self, run: Run, elapsed: float) -> None:
-        if self.quiet:
+        if self.terminal.quiet:
             return
         if run.finished:
             self._stop()
             mark = "✓" if run.state is RunState.SUCCEEDED else "✗"
-            self._print(f"{mark} run {run.id} {_finished_line(run, elapsed)}",
+            self._print(f"{mark} run {run.id} {finished_line(run, elapsed)}",
                         style=None if run.state is RunState.SUCCEEDED else "red")
             return
         progress = self._ensure_progress()
@@ -115,7 +207,7 @@ class RichReporter(PlainReporter):
             progress.update(self._run_task, description=description)
 
     def on_bytes(self, label: str, done: int, total: int) -> None:
-        if self.quiet or total < TRANSFER_BAR_MIN_BYTES:
+        if self.terminal.quiet or total < TRANSFER_BAR_MIN_BYTES:
             return
         progress = self._ensure_progress()
         detail = f"{human_size(done)} / {human_size(total)}"
@@ -127,11 +219,11 @@ class RichReporter(PlainReporter):
             self._transfer_task = None
 
     def on_saved(self, path: str) -> None:
-        if not self._stdout_is_terminal:
+        if not self.terminal.stdout_is_terminal:
             self._print(f"✓ saved {path}")
 
     def on_log(self, message: str) -> None:
-        if self.verbose:
+        if self.terminal.verbose:
             self._print(f"· {message}", style="dim")
 
     def _stop(self) -> None:
@@ -142,11 +234,3 @@ class RichReporter(PlainReporter):
 
     def close(self) -> None:
         self._stop()
-
-
-def make_reporter(*, quiet: bool = False, verbose: bool = False) -> PlainReporter:
-    """A rich reporter on an interactive stderr (unless NO_COLOR or TERM=dumb), else plain."""
-    interactive = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
-    if interactive and "NO_COLOR" not in os.environ:
-        return RichReporter(quiet=quiet, verbose=verbose)
-    return PlainReporter(quiet=quiet, verbose=verbose)

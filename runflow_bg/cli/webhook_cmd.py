@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-DEFAULT_SECRET_ENV = "RUNFLOW_WEBHOOK_SECRET"
+from runflow_bg.config import WEBHOOK_SECRET_ENV
+
 
 app = typer.Typer(help="Check Runflow's signed callbacks.", no_args_is_help=True,
                   rich_markup_mode=None)
@@ -15,23 +16,22 @@ app = typer.Typer(help="Check Runflow's signed callbacks.", no_args_is_help=True
 
 @app.command("verify")
 def verify(
+    ctx: typer.Context,
     body_file: Optional[str] = typer.Argument(
         None, metavar="[BODY_FILE|-]", help="The raw callback body as received; - (or nothing) "
                                              "reads standard input."),
     signature: str = typer.Option(..., "--signature", metavar="HEX",
                                   help="The value of the Runflow-Signature header."),
-    secret_env: str = typer.Option(DEFAULT_SECRET_ENV, "--secret-env", metavar="NAME",
+    secret_env: str = typer.Option(WEBHOOK_SECRET_ENV, "--secret-env", metavar="NAME",
                                    help="The environment variable holding the signing secret."),
     as_json: bool = typer.Option(False, "--json", help="Print the verified event as JSON."),
 ) -> None:
     """Verify a callback's HMAC-SHA256 signature: exit 0 when valid, 4 when not."""
-    import json
-    import os
-
     from runflow_bg.errors import InputError, UsageError
     from runflow_bg.webhook import is_valid, parse_event
 
-    secret = os.environ.get(secret_env, "")
+    terminal = ctx.obj.terminal
+    secret = ctx.obj.settings.environ.get(secret_env, "")
     if not secret:
         raise UsageError(f"{secret_env} is not set: it must hold the callback signing secret.",
                          hint=f"Export the org's secret (whsec_...) as {secret_env}, or name "
@@ -43,9 +43,9 @@ def verify(
             hint="Verify the raw bytes exactly as received, before any JSON parsing, with the "
                  "secret that signed them (whsec_ prefix included).")
     if as_json:
-        sys.stdout.write(json.dumps(parse_event(body)) + "\n")
+        terminal.out_json(parse_event(body))
     else:
-        sys.stderr.write("Signature is valid.\n")
+        terminal.note("Signature is valid.")
 
 
 def _read_body(body_file: Optional[str]) -> bytes:

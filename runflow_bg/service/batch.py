@@ -1,7 +1,8 @@
 """Running a batch plan: every request paid at most once, at most `concurrency` in flight.
 
 Worker threads take the items in order; one failed item never stops the others, a 429 pauses
-every worker's creates, and Ctrl-C stops submitting and reports the runs still in flight.
+every worker (the client's transport is shared), and Ctrl-C stops the clock every worker waits
+on, so submitting stops at once and the runs still in flight are reported.
 """
 
 from __future__ import annotations
@@ -16,16 +17,15 @@ from pathlib import Path
 
 from runflow_bg.client import RunflowClient
 from runflow_bg.download import SavedFile
-from runflow_bg.errors import (BudgetReached, InputError, InsufficientCredit, Interrupted,
-                               RunflowBgError, UnavailableError)
+from runflow_bg.errors import BudgetReached, InputError, InsufficientCredit, Interrupted, RunflowBgError
 from runflow_bg.journal import FAILED, SUBMITTED, SUCCEEDED, Journal
 from runflow_bg.models import Run
 from runflow_bg.progress import Reporter
 from runflow_bg.service.batch_plan import SPENDING, Action, BatchOptions, Item, Plan, item_options
 from runflow_bg.service.inputs import Inputs, local_inputs
-from runflow_bg.service.replace import PRICE_USD, Outcome, ReplaceOptions, copy_outputs, finish, submit
-
-_RATE_LIMIT_ROUNDS = 6
+from runflow_bg.service.replace import PRICE_USD, copy_outputs, submit
+from runflow_bg.service.results import Outcome
+from runflow_bg.service.settle import settle
 
 
 @dataclass
@@ -49,13 +49,11 @@ class BatchResult:
 
 
 class _Gate:
-    """Shared by the workers: the run budget, and a pause after the service says 429."""
+    """Shared by the workers: the run budget, closed for good by a 402 or the budget's end."""
 
-    def __init__(self, max_runs: int | None, stop: threading.Event) -> None:
+    def __init__(self, max_runs: int | None) -> None:
         self._lock = threading.Lock()
         self._left = max_runs
-        self._not_before = 0.0
-        self._stop = stop
         self.created = 0
         self.closed_by: RunflowBgError | None = None
 
@@ -66,18 +64,8 @@ class _Gate:
     def close(self, reason: RunflowBgError) -> None:
         self.closed_by = self.closed_by or reason
 
-    def pause(self, seconds: float) -> None:
-        with self._lock:
-            self._not_before = max(self._not_before, time.monotonic() + seconds)
-
     def before_create(self) -> None:
-        """Wait out a rate-limit pause, then take one run from the budget (or refuse)."""
-        while True:
-            delay = self._not_before - time.monotonic()
-            if delay <= 0:
-                break
-            if self._stop.wait(delay):
-                raise KeyboardInterrupt
+        """Take one run from the budget, or refuse."""
         with self._lock:
             if self.closed_by is not None:
                 raise self.closed_by
@@ -123,42 +111,36 @@ class BatchRunner:
                  reporter: Reporter, on_outcome: Callable[[Item, Outcome], None]) -> None:
         self.plan, self.client, self.journal, self.options = plan, client, journal, options
         self.reporter, self.on_outcome = reporter, on_outcome
-        self.stop = threading.Event()
-        self.gate = _Gate(options.max_runs, self.stop)
+        self.clock = client.clock
+        self.gate = _Gate(options.max_runs)
         self._left_over = 0
         self._lock = threading.Lock()
         self._in_flight: dict[str, str] = {}
-        client.sleep = self._sleep
 
     def in_flight_count(self) -> int:
         with self._lock:
             return len(self._in_flight)
 
-    def _sleep(self, seconds: float) -> None:
-        if self.stop.wait(seconds):
-            raise KeyboardInterrupt
+    def _outcome(self, item: Item, **fields) -> Outcome:
+        return Outcome(photo=item.photo.display, scene=self.plan.scene.name,
+                       prompt=self.options.request.prompt, **fields)
 
-    def _submit(self, item: Item, inputs: Inputs, options: ReplaceOptions,
-                reporter: Reporter) -> tuple[str, Run]:
-        """Submit with the shared gate; a 429 pauses every worker's creates, then tries again."""
-        for round_ in range(1, _RATE_LIMIT_ROUNDS + 1):
-            reserved = []
+    def _submit(self, item: Item, inputs: Inputs, reporter: Reporter) -> tuple[str, Run]:
+        """Submit within the budget; a run the service refused is given back to the budget."""
+        reserved = []
 
-            def before_create() -> None:
-                self.gate.before_create()
-                reserved.append(True)
+        def before_create() -> None:
+            self.gate.before_create()
+            reserved.append(True)
 
-            try:
-                return submit(self.client, self.journal, inputs, options, reporter,
-                              job=self.plan.job, item=item.photo.key, before_create=before_create)
-            except RunflowBgError as exc:
-                if reserved and exc.status is not None:
-                    self.gate.refund()  # the service answered: no run was created
-                if not isinstance(exc, UnavailableError) or exc.status != 429 \
-                        or round_ == _RATE_LIMIT_ROUNDS:
-                    raise
-                self.gate.pause(self.client.retry.delay(round_ + 2))
-        raise AssertionError("unreachable")
+        options = item_options(self.options.request, item.photo)
+        try:
+            return submit(self.client, self.journal, inputs, options, reporter,
+                          job=self.plan.job, item=item.photo.key, before_create=before_create)
+        except RunflowBgError as exc:
+            if reserved and exc.status is not None:
+                self.gate.refund()  # the service answered: no run was created
+            raise
 
     def _paid(self, item: Item) -> Outcome:
         """Submit (or resume) the item's run, wait for it and save its outputs."""
@@ -166,18 +148,19 @@ class BatchRunner:
         reporter = _ItemReporter(self.reporter, item.photo.display)
         inputs = local_inputs(item.photo.display, self.plan.scene, self.plan.scene_source, None,
                               reporter)
-        client_ref, run = self._submit(item, inputs, options, reporter)
+        client_ref, run = self._submit(item, inputs, reporter)
         with self._lock:
             self._in_flight[item.photo.display] = run.id
         try:
-            outcome = finish(self.client, self.journal, client_ref, run, inputs, options, reporter)
+            run, saved = settle(self.client, self.journal, run, options.naming(inputs), reporter,
+                                options.waiting())
         except Interrupted:
             raise  # still in flight: reported with the command to resume
         except BaseException:
             self._forget(item)
             raise
         self._forget(item)
-        return outcome
+        return self._outcome(item, client_ref=client_ref, run=run, saved=saved)
 
     def _forget(self, item: Item) -> None:
         with self._lock:
@@ -188,41 +171,43 @@ class BatchRunner:
         leader = item.leader
         assert leader is not None
         while not leader.finished.wait(0.1):
-            if self.stop.is_set():
+            if self.clock.stopped:
                 raise Interrupted("Interrupted.")
         inputs = Inputs.unread(item.photo.display, self.plan.scene.name)
         done = leader.outcome
         if done is None or done.error is not None or done.run is None:
             raise InputError(f"{item.photo.display} has the same content as {leader.photo.display}, "
-                             "whose run did not succeed.", run_id=done.run.id if done and done.run else None)
+                             "whose run did not succeed.", run_id=done.id if done else None)
         options = item_options(self.options.request, item.photo)
         saved = copy_outputs([str(s.path) for s in done.saved], done.run.id, inputs, options,
                              self.reporter)
-        return Outcome(inputs, options.prompt, done.client_ref, done.run, saved, cached=True)
+        return self._outcome(item, client_ref=done.client_ref, run=done.run, saved=saved,
+                             cached=True)
 
     def _unpaid(self, item: Item) -> Outcome:
         """Items that need no run: done, skipped, cached, failed earlier or unreadable."""
-        inputs = Inputs.unread(item.photo.display, self.plan.scene.name)
-        prompt = self.options.request.prompt
         entry = item.entry
         run = Run(id=entry.run_id, status=SUCCEEDED) if entry and entry.run_id else None
         if item.action is Action.INVALID:
-            return Outcome(inputs, prompt, error=item.error)
+            return self._outcome(item, error=item.error)
         if item.action is Action.FAILED:
             failed = Run(id=entry.run_id, status=FAILED) if entry.run_id else None
             error = InputError(f"{item.photo.display} failed in an earlier run "
                                f"({entry.error or 'no details'}).", code="FAILED_EARLIER",
                                hint="Add --retry-failed to submit it again.")
-            return Outcome(inputs, prompt, entry.client_ref, failed, error=error)
+            return self._outcome(item, client_ref=entry.client_ref, run=failed, error=error)
         if item.action is Action.CACHED:
             options = item_options(self.options.request, item.photo)
+            inputs = Inputs.unread(item.photo.display, self.plan.scene.name)
             saved = copy_outputs(list(entry.outputs), entry.run_id or "run", inputs, options,
                                  self.reporter)
-            return Outcome(inputs, prompt, entry.client_ref, run, saved, cached=True)
+            return self._outcome(item, client_ref=entry.client_ref, run=run, saved=saved,
+                                 cached=True)
         if item.action is Action.DONE:
             saved = [SavedFile("", Path(p)) for p in entry.outputs]
-            return Outcome(inputs, prompt, entry.client_ref, run, saved, skipped=True)
-        return Outcome(inputs, prompt, skipped=True)
+            return self._outcome(item, client_ref=entry.client_ref, run=run, saved=saved,
+                                 skipped=True)
+        return self._outcome(item, skipped=True)
 
     def _process(self, item: Item) -> Outcome:
         if item.action is Action.FOLLOW:
@@ -233,21 +218,20 @@ class BatchRunner:
             with self._lock:
                 self._left_over += 1
             error = self.gate.closed_by or BudgetReached("--max-cost reached; not submitted.")
-            return Outcome(Inputs.unread(item.photo.display, self.plan.scene.name),
-                           self.options.request.prompt, error=error)
+            return self._outcome(item, error=error)
         return self._paid(item)
 
     def _work(self, work: queue.Queue) -> None:
-        while not self.stop.is_set():
+        while not self.clock.stopped:
             try:
                 item = work.get_nowait()
             except queue.Empty:
                 return
             try:
                 outcome = self._process(item)
-            except Interrupted as exc:
-                item.outcome = Outcome(Inputs.unread(item.photo.display, self.plan.scene.name),
-                                       self.options.request.prompt, error=exc)
+            except (Interrupted, KeyboardInterrupt) as exc:
+                error = exc if isinstance(exc, Interrupted) else Interrupted("Interrupted.")
+                item.outcome = self._outcome(item, error=error)
                 item.finished.set()
                 return
             except RunflowBgError as exc:
@@ -256,13 +240,10 @@ class BatchRunner:
                     if isinstance(exc, BudgetReached):
                         with self._lock:
                             self._left_over += 1
-                outcome = Outcome(Inputs.unread(item.photo.display, self.plan.scene.name),
-                                  self.options.request.prompt, error=exc)
+                outcome = self._outcome(item, error=exc)
             except Exception as exc:  # one broken item never stops the others
-                outcome = Outcome(Inputs.unread(item.photo.display, self.plan.scene.name),
-                                  self.options.request.prompt,
-                                  error=RunflowBgError(f"{item.photo.display}: internal error "
-                                                       f"({type(exc).__name__})."))
+                outcome = self._outcome(item, error=RunflowBgError(
+                    f"{item.photo.display}: internal error ({type(exc).__name__})."))
             item.outcome = outcome
             item.finished.set()
             self.on_outcome(item, outcome)
@@ -284,7 +265,7 @@ class BatchRunner:
                     worker.join(0.2)
         except KeyboardInterrupt:
             interrupted = True
-            self.stop.set()
+            self.clock.stop()
             deadline = time.monotonic() + 3
             for worker in workers:
                 worker.join(max(0.0, deadline - time.monotonic()))
@@ -292,5 +273,5 @@ class BatchRunner:
         with self._lock:
             in_flight = sorted(set(self._in_flight.values()))
         return BatchResult(outcomes, self.gate.created, self.gate.created * PRICE_USD,
-                           self._left_over, interrupted or self.stop.is_set(), in_flight,
+                           self._left_over, interrupted or self.clock.stopped, in_flight,
                            self.gate.closed_by)

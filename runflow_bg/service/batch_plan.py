@@ -21,7 +21,8 @@ from runflow_bg.journal import CREATING, FAILED, SUBMITTED, SUCCEEDED, Entry, Jo
 from runflow_bg.naming import existing_first_output
 from runflow_bg.service.collect import Photo
 from runflow_bg.service.inputs import digest, local_source, request_hash
-from runflow_bg.service.replace import PRICE_USD, Outcome, ReplaceOptions
+from runflow_bg.service.replace import PRICE_USD, ReplaceOptions
+from runflow_bg.service.results import Outcome
 
 
 class Action(str, Enum):

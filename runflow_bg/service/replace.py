@@ -1,22 +1,24 @@
-"""The replace use case: upload, create exactly once, wait, download, and record every step."""
+"""The replace use case: upload, create exactly once, then settle the run."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 from runflow_bg.client import RunflowClient, new_client_ref
-from runflow_bg.download import OutputNaming, SavedFile, download_outputs
-from runflow_bg.errors import InputError, Interrupted, RunFailed, RunflowBgError
-from runflow_bg.journal import CREATING, FAILED, SUBMITTED, SUCCEEDED, Journal
-from runflow_bg.models import Run, RunState
+from runflow_bg.download import OutputNaming, SavedFile
+from runflow_bg.errors import InputError, Interrupted
+from runflow_bg.journal import CREATING, FAILED, SUBMITTED, Journal
+from runflow_bg.models import Run
 from runflow_bg.naming import DEFAULT_TEMPLATE, output_path, render
-from runflow_bg.polling import PollSchedule, wait_for_run
+from runflow_bg.polling import PollSchedule
 from runflow_bg.progress import Reporter, human_size
 from runflow_bg.service.inputs import MODEL, Inputs
+from runflow_bg.service.results import Outcome
+from runflow_bg.service.settle import Waiting, settle
 
 PRICE_USD = Decimal("0.35")
 
@@ -40,36 +42,12 @@ class ReplaceOptions:
         return OutputNaming(self.out_dir, self.name_template, inputs.stem, inputs.scene_stem,
                             self.overwrite)
 
+    def waiting(self) -> Waiting:
+        return Waiting(wait=True, timeout=self.timeout, poll=self.poll)
 
-@dataclass
-class Outcome:
-    """What became of one request; `to_json` is the spec's JSON shape."""
-
-    inputs: Inputs
-    prompt: str | None
-    client_ref: str | None = None
-    run: Run | None = None
-    saved: list[SavedFile] = field(default_factory=list)
-    cached: bool = False
-    skipped: bool = False
-    error: RunflowBgError | None = None
-
-    def to_json(self) -> dict:
-        run = self.run
-        return {
-            "run_id": run.id if run else (self.error.run_id if self.error else None),
-            "status": run.status if run else ("skipped" if self.skipped else None),
-            "photo": self.inputs.photo,
-            "scene": self.inputs.scene,
-            "prompt": self.prompt,
-            "client_ref": self.client_ref,
-            "outputs": [{"url": s.url, "path": str(s.path)} for s in self.saved],
-            "duration_ms": run.duration_ms if run else None,
-            "cost": run.cost if run else None,
-            "cached": self.cached,
-            "skipped": self.skipped,
-            "error": self.error.to_dict() if self.error else None,
-        }
+    def outcome(self, inputs: Inputs, **fields) -> Outcome:
+        """An outcome of this request for these inputs."""
+        return Outcome(photo=inputs.photo, scene=inputs.scene, prompt=self.prompt, **fields)
 
 
 def dry_run_summary(inputs: Inputs, options: ReplaceOptions, model: str = MODEL) -> dict:
@@ -90,15 +68,6 @@ def dry_run_summary(inputs: Inputs, options: ReplaceOptions, model: str = MODEL)
         "currency": "USD",
         "out_dir": str(options.out_dir),
     }
-
-
-def run_failure(run: Run) -> RunFailed:
-    """The error a failed or canceled run stands for."""
-    what = "was canceled" if run.canceled else "failed"
-    reason = ": ".join(part for part in (run.failure_code, run.failure_message) if part)
-    return RunFailed(f"Run {run.id} {what}{f' ({reason})' if reason else ''}.",
-                     code=run.failure_code or run.status.upper(), run_id=run.id,
-                     hint="It has no outputs; submitting the request again starts a new, paid run.")
 
 
 def copy_outputs(previous: list[str], run_id: str, inputs: Inputs, options: ReplaceOptions,
@@ -128,8 +97,8 @@ def _reuse_cached(journal: Journal, inputs: Inputs, options: ReplaceOptions,
     saved = copy_outputs(list(entry.outputs), entry.run_id or "run", inputs, options, reporter)
     reporter.on_notice(f"reused the result of run {entry.run_id} (identical request; "
                        "--no-cache pays for a new run)")
-    run = Run(id=entry.run_id or "", status=SUCCEEDED, client_ref=entry.client_ref)
-    return Outcome(inputs, options.prompt, entry.client_ref, run, saved, cached=True)
+    run = Run(id=entry.run_id or "", status="succeeded", client_ref=entry.client_ref)
+    return options.outcome(inputs, client_ref=entry.client_ref, run=run, saved=saved, cached=True)
 
 
 def submit(client: RunflowClient, journal: Journal, inputs: Inputs, options: ReplaceOptions,
@@ -139,7 +108,7 @@ def submit(client: RunflowClient, journal: Journal, inputs: Inputs, options: Rep
 
     A request recorded as submitted is picked up by its run id; one recorded as creating (the
     process died during the create) is looked up by its client_ref before anything is sent.
-    `before_create` runs right before a paid create (a budget or rate gate may raise there).
+    `before_create` runs right before a paid create (a budget gate may raise there).
     """
     content_hash = inputs.content_hash(options.prompt)
     pending = journal.latest_for_item(job, item)
@@ -185,38 +154,6 @@ def submit(client: RunflowClient, journal: Journal, inputs: Inputs, options: Rep
     return client_ref, run
 
 
-def finish(client: RunflowClient, journal: Journal, client_ref: str, run: Run, inputs: Inputs,
-           options: ReplaceOptions, reporter: Reporter) -> Outcome:
-    """Wait for a submitted run, then save its outputs; failures are recorded, then raised."""
-    try:
-        run = wait_for_run(client.get_run, run, timeout=options.timeout, schedule=options.poll,
-                           on_status=reporter.on_status, sleep=client.sleep)
-    except KeyboardInterrupt:
-        raise Interrupted(f"Interrupted while waiting for run {run.id}; it goes on server-side.",
-                          hint=f"Pick it up with `runflow-bg runs wait {run.id}`.",
-                          run_id=run.id) from None
-    except RunflowBgError as exc:
-        exc.run_id = exc.run_id or run.id
-        if exc.exit_code != 7:
-            exc.hint = f"{exc.hint or ''} Pick the run up with `runflow-bg runs wait {run.id}`.".strip()
-        raise
-    if run.state is RunState.FAILED:
-        failure = run_failure(run)
-        journal.record_finish(client_ref, FAILED, error=failure.message)
-        raise failure
-    try:
-        saved = download_outputs(client, run, options.naming(inputs),
-                                 on_bytes=lambda i, done, total: reporter.on_bytes("download", done, total))
-    except KeyboardInterrupt:
-        raise Interrupted(f"Interrupted while downloading the outputs of run {run.id}.",
-                          hint=f"Download them with `runflow-bg runs download {run.id}`.",
-                          run_id=run.id) from None
-    for item in saved:
-        reporter.on_saved(str(item.path))
-    journal.record_finish(client_ref, SUCCEEDED, [str(s.path) for s in saved])
-    return Outcome(inputs, options.prompt, client_ref, run, saved)
-
-
 def replace(client: RunflowClient, journal: Journal, inputs: Inputs, options: ReplaceOptions,
             reporter: Reporter) -> Outcome:
     """One photo, one scene: reuse an identical result, or submit, wait and download."""
@@ -230,6 +167,6 @@ def replace(client: RunflowClient, journal: Journal, inputs: Inputs, options: Re
     except KeyboardInterrupt:
         raise Interrupted("Interrupted before the run was submitted; nothing was spent.") from None
     if not options.wait:
-        return Outcome(inputs, options.prompt, client_ref, run)
-    return finish(client, journal, client_ref, run, inputs, options, reporter)
-
+        return options.outcome(inputs, client_ref=client_ref, run=run)
+    run, saved = settle(client, journal, run, options.naming(inputs), reporter, options.waiting())
+    return options.outcome(inputs, client_ref=client_ref, run=run, saved=saved)

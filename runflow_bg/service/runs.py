@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from runflow_bg.client import RunflowClient
-from runflow_bg.download import OutputNaming, SavedFile, download_outputs
-from runflow_bg.durations import format_duration
-from runflow_bg.errors import (AuthError, ExitCode, InputError, Interrupted, RunflowBgError,
-                               UsageError, WaitTimeout)
-from runflow_bg.journal import FAILED, SUCCEEDED, Entry, Journal
+from runflow_bg.download import OutputNaming
+from runflow_bg.errors import AuthError, ExitCode, InputError, Interrupted, RunflowBgError, UsageError
+from runflow_bg.journal import SUCCEEDED, Entry, Journal
 from runflow_bg.models import FAILURE_STATUSES, PENDING_STATUSES, SUCCESS_STATUSES, Run, RunState
 from runflow_bg.naming import DEFAULT_TEMPLATE, existing_first_output
-from runflow_bg.polling import PollSchedule, wait_for_run
+from runflow_bg.polling import PollSchedule
 from runflow_bg.progress import Reporter
 from runflow_bg.service.inputs import check_output_dir
-from runflow_bg.service.replace import run_failure
+from runflow_bg.service.results import Outcome
+from runflow_bg.service.settle import Waiting, run_failure, settle
 
 RUN_STATUSES = PENDING_STATUSES | SUCCESS_STATUSES | FAILURE_STATUSES
 LIST_PAGE_SIZE = 100
@@ -41,59 +39,26 @@ class FetchOptions:
     poll: PollSchedule = PollSchedule()
 
 
-@dataclass
-class RunReport:
-    """One run as far as this machine knows it; `to_json` is the spec's JSON shape."""
-
-    run_id: str
-    entry: Entry | None = None
-    run: Run | None = None
-    saved: list[SavedFile] = field(default_factory=list)
-    error: RunflowBgError | None = None
-
-    def to_json(self) -> dict:
-        run, entry = self.run, self.entry
-        return {
-            "run_id": self.run_id,
-            "status": run.status if run else None,
-            "photo": entry.photo if entry else None,
-            "scene": entry.scene if entry else None,
-            "prompt": entry.prompt if entry else _prompt_of(run),
-            "client_ref": (run.client_ref if run else None) or (entry.client_ref if entry else None),
-            "outputs": self.outputs(),
-            "duration_ms": run.duration_ms if run else None,
-            "cost": run.cost if run else None,
-            "cached": False,
-            "skipped": False,
-            "error": self.error.to_dict() if self.error else None,
-        }
-
-    def outputs(self) -> list[dict]:
-        """Output URLs with the files they were saved to, now or by an earlier command."""
-        if self.saved:
-            return [{"url": saved.url, "path": str(saved.path)} for saved in self.saved]
-        urls = self.run.output_urls if self.run else ()
-        paths = self.entry.outputs if self.entry and self.entry.status == SUCCEEDED else ()
-        return [{"url": url, "path": paths[i] if i < len(paths) else None}
-                for i, url in enumerate(urls)]
+def known_run(run_id: str, entry: Entry | None, run: Run | None = None) -> Outcome:
+    """A run with what this machine recorded about it."""
+    if entry is None:
+        return Outcome(run=run, run_id=run_id)
+    return Outcome(photo=entry.photo, scene=entry.scene, prompt=entry.prompt,
+                   client_ref=entry.client_ref, run=run, run_id=run_id,
+                   recorded=entry.outputs if entry.status == SUCCEEDED else ())
 
 
-def _prompt_of(run: Run | None) -> str | None:
-    prompt = run.input.get("prompt") if run and run.input else None
-    return prompt if isinstance(prompt, str) else None
-
-
-def describe(client: RunflowClient, journal: Journal, run_id: str) -> RunReport:
+def describe(client: RunflowClient, journal: Journal, run_id: str) -> Outcome:
     """One run as the API shows it now, with what this machine recorded about it."""
     run = client.get_run(run_id)
-    report = RunReport(run.id, journal.by_run_id(run.id), run)
+    outcome = known_run(run.id, journal.by_run_id(run.id), run)
     if run.state is RunState.FAILED:
-        report.error = run_failure(run)
-    return report
+        outcome.error = run_failure(run)
+    return outcome
 
 
 def list_runs(client: RunflowClient, journal: Journal, *, limit: int,
-              status: str | None = None) -> list[RunReport]:
+              status: str | None = None) -> list[Outcome]:
     """The account's most recent runs, newest first, optionally of one status."""
     if status is not None and status not in RUN_STATUSES:
         raise UsageError(f"Unknown status {status!r}.",
@@ -107,7 +72,7 @@ def list_runs(client: RunflowClient, journal: Journal, *, limit: int,
         cursor = page.next_cursor
         if not cursor or not page.items:
             break
-    return [RunReport(run.id, journal.by_run_id(run.id), run) for run in runs[:limit]]
+    return [known_run(run.id, journal.by_run_id(run.id), run) for run in runs[:limit]]
 
 
 def naming_for(run_id: str, entry: Entry | None, options: FetchOptions) -> OutputNaming:
@@ -126,8 +91,7 @@ def _stem(name: str) -> str:
 
 
 def fetch_runs(client: RunflowClient, journal: Journal, run_ids: list[str],
-               options: FetchOptions, reporter: Reporter,
-               clock: Callable[[], float] = time.monotonic) -> Iterator[RunReport]:
+               options: FetchOptions, reporter: Reporter) -> Iterator[Outcome]:
     """Wait for each run (or with `wait` off, require it finished) and save its outputs.
 
     Runs are handled in the order given and reported one by one; one run's failure does not
@@ -135,79 +99,57 @@ def fetch_runs(client: RunflowClient, journal: Journal, run_ids: list[str],
     deadline shared by every run.
     """
     check_output_dir(options.out_dir)
-    deadline = clock() + options.timeout if options.wait and options.timeout is not None else None
+    deadline = None
+    if options.wait and options.timeout is not None:
+        deadline = client.clock.now() + options.timeout
+    waiting = Waiting(wait=options.wait, timeout=options.timeout, deadline=deadline,
+                      poll=options.poll)
     run_ids = list(dict.fromkeys(run_ids))
     for index, run_id in enumerate(run_ids):
-        report = RunReport(run_id, journal.by_run_id(run_id))
+        outcome = known_run(run_id, journal.by_run_id(run_id))
         try:
-            _fetch(client, journal, report, options, reporter, deadline, clock)
-        except KeyboardInterrupt:
+            _fetch(client, journal, outcome, options, waiting, reporter)
+        except Interrupted as exc:
             command = "wait" if options.wait else "download"
             raise Interrupted(
                 f"Interrupted while handling run {run_id}; runs go on server-side.",
                 hint=f"Pick them up with `runflow-bg runs {command} {' '.join(run_ids[index:])}`.",
-                run_id=run_id) from None
+                run_id=run_id) from exc
         except RunflowBgError as exc:
             exc.run_id = exc.run_id or run_id
-            report.error = exc
-        yield report
-        if isinstance(report.error, AuthError):
+            outcome.error = exc
+        yield outcome
+        if isinstance(outcome.error, AuthError):
             return
 
 
-def _fetch(client: RunflowClient, journal: Journal, report: RunReport, options: FetchOptions,
-           reporter: Reporter, deadline: float | None, clock: Callable[[], float]) -> None:
-    entry, run_id = report.entry, report.run_id
-    naming = naming_for(run_id, entry, options)
+def _fetch(client: RunflowClient, journal: Journal, outcome: Outcome, options: FetchOptions,
+           waiting: Waiting, reporter: Reporter) -> None:
+    run_id = outcome.run_id
+    naming = naming_for(run_id, journal.by_run_id(run_id), options)
     if not options.overwrite:
         existing = existing_first_output(naming.out_dir, naming.template, stem=naming.stem,
                                          scene=naming.scene, run_id=run_id)
         if existing is not None:
             raise InputError(f"{existing} already exists (run {run_id}).",
                              hint="Add --overwrite to replace it, or choose another --name or --out.")
-    report.run = client.get_run(run_id)
-    if options.wait:
-        report.run = _wait(client, report, options, reporter, deadline, clock)
-    elif not report.run.finished:
-        raise InputError(f"Run {run_id} is still {report.run.status}: it has no outputs yet.",
-                         hint=f"Wait for it and save its outputs with `runflow-bg runs wait {run_id}`.")
-    run = report.run
-    if run.state is RunState.FAILED:
-        failure = run_failure(run)
-        if entry is not None:
-            journal.record_finish(entry.client_ref, FAILED, error=failure.message)
-        raise failure
-    report.saved = download_outputs(
-        client, run, naming,
-        on_bytes=lambda index, done, total: reporter.on_bytes("download", done, total))
-    for saved in report.saved:
-        reporter.on_saved(str(saved.path))
-    if entry is not None:
-        journal.record_finish(entry.client_ref, SUCCEEDED, [str(s.path) for s in report.saved])
+    try:
+        outcome.run = client.get_run(run_id)
+    except KeyboardInterrupt:
+        raise Interrupted(f"Interrupted while reading run {run_id}.", run_id=run_id) from None
 
-
-def _wait(client: RunflowClient, report: RunReport, options: FetchOptions, reporter: Reporter,
-          deadline: float | None, clock: Callable[[], float]) -> Run:
     def seen(run: Run, waited: float) -> None:
-        report.run = run
+        outcome.run = run
         reporter.on_status(run, waited)
 
-    timeout = None if deadline is None else max(0.0, deadline - clock())
-    try:
-        return wait_for_run(client.get_run, report.run, timeout=timeout, schedule=options.poll,
-                            on_status=seen, sleep=client.sleep, clock=clock)
-    except WaitTimeout:
-        run = report.run
-        raise WaitTimeout(
-            f"Run {run.id} is still {run.status} after --timeout "
-            f"{format_duration(options.timeout)}; it goes on server-side.",
-            hint=f"Pick it up later with `runflow-bg runs wait {run.id}`.", run_id=run.id) from None
+    outcome.run, outcome.saved = settle(client, journal, outcome.run, naming, reporter, waiting,
+                                        on_status=seen)
 
 
-def exit_code(reports: list[RunReport]) -> int:
+def exit_code(outcomes: list[Outcome]) -> int:
     """0 when every run was saved; else any other error's code first, then 6 (a run failed),
     then 7 (still running): the most serious problem wins."""
-    codes = [report.error.exit_code for report in reports if report.error is not None]
+    codes = [outcome.error.exit_code for outcome in outcomes if outcome.error is not None]
     for code in codes:
         if code not in (ExitCode.RUN_FAILED, ExitCode.TIMEOUT):
             return int(code)

@@ -1,0 +1,123 @@
+"""One invocation: its settings, its terminal, its clock, and the one place a client is built.
+
+The root command puts an `Invocation` on the Typer context; every command takes what it needs
+from it, so settings are resolved once, the environment is read only here, and the client and
+the journal are made the same way for every command.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from runflow_bg.clock import Clock
+from runflow_bg.cli.terminal import Terminal
+from runflow_bg.config import CA_ENVS, PROXY_ENVS, Settings, credentials_too_open
+
+
+@dataclass
+class Session:
+    """A client and the journal, ready for a use case."""
+
+    client: object
+    journal: object
+    local: bool
+
+
+def new_clock() -> Clock:
+    """The clock every wait of the invocation goes through (tests hand in one that skips)."""
+    return Clock()
+
+
+@dataclass
+class Invocation:
+    """What the root command resolved, handed to every command through the context."""
+
+    settings: Settings
+    terminal: Terminal
+    debug: bool = False
+    clock: Clock = field(default_factory=lambda: new_clock())
+
+    @classmethod
+    def from_environment(cls, *, api_key: str | None, base_url: str | None,
+                         debug: bool) -> Invocation:
+        environ = os.environ
+        return cls(Settings(environ, api_key_flag=api_key, base_url_flag=base_url),
+                   Terminal(environ), debug)
+
+    def key(self):
+        """The API key's source (exit 3 when there is none); a readable credentials file warns."""
+        source = self.settings.require_key()
+        self.warn_if_exposed(source)
+        return source
+
+    def warn_if_exposed(self, source) -> None:
+        path = source.file
+        if path is not None and credentials_too_open(path):
+            self.terminal.note(f"Warning: other users can read {path}; run `chmod 600 {path}`.")
+
+    def client(self, *, key: str | None = None, base_url: str | None = None, local: bool = False,
+               connections: int = 16):
+        """A RunflowClient with this invocation's key, base URL, retries, timeout and clock."""
+        from runflow_bg.client import RunflowClient
+        from runflow_bg.transport import RetryPolicy
+
+        settings = self.settings
+        if not local:
+            key = key if key is not None else self.key().key
+            base_url = base_url or settings.base_url
+        return RunflowClient(key, base_url, retry=RetryPolicy(max_attempts=settings.retries),
+                             timeout=settings.http_timeout, clock=self.clock,
+                             log=self.terminal.log, trust_env=not local,
+                             connections=connections)
+
+    def anonymous_client(self, key: str | None = None):
+        """A client that may have no key (health checks, checking a key before saving it)."""
+        return self.client(key=key or "", base_url=self.settings.base_url)
+
+    @contextmanager
+    def open_client(self, *, local: bool, connections: int = 16) -> Iterator:
+        """A client of Runflow, or of an in-process emulator with a throwaway key for --local."""
+        if not local:
+            with self.client(connections=connections) as client:
+                yield client
+            return
+        from runflow_bg.emulator import Emulator
+
+        emulator = Emulator(api_key=f"rf_local_{secrets.token_hex(8)}", port=0,
+                            run_seconds=self.settings.local_run_seconds)
+        emulator.start()
+        try:
+            with self.client(key=emulator.api_key, base_url=emulator.base_url, local=True,
+                             connections=connections) as client:
+                yield client
+        finally:
+            emulator.stop()
+
+    def open_journal(self, *, local: bool, shard: tuple[int, int] | None = None):
+        """The journal in the state directory (one per shard); a throwaway one for --local runs."""
+        from runflow_bg.journal import Journal
+
+        if local:
+            return Journal(":memory:")
+        state = self.settings.paths.state_dir
+        name = f"journal-shard-{shard[0]}-of-{shard[1]}.sqlite3" if shard else "journal.sqlite3"
+        return Journal(state / name)
+
+    @contextmanager
+    def open_session(self, *, local: bool = False) -> Iterator[Session]:
+        journal = self.open_journal(local=local)
+        try:
+            with self.open_client(local=local) as client:
+                yield Session(client, journal, local)
+        finally:
+            journal.close()
+
+    def network_variables(self, *, proxies: bool) -> dict[str, str]:
+        """The proxy (or CA) variables in effect, for `doctor`."""
+        names = PROXY_ENVS if proxies else CA_ENVS
+        return {name: self.settings.environ[name] for name in names
+                if self.settings.environ.get(name)}

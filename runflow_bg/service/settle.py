@@ -1,0 +1,104 @@
+"""Settling a submitted run: wait for it, turn a failure into an error, save its outputs, record it.
+
+`replace`, `batch`, `runs wait` and `runs download` all end a run here, so the journal and the
+files on disk agree whichever command finished the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runflow_bg.client import RunflowClient
+from runflow_bg.download import OutputNaming, SavedFile, download_outputs
+from runflow_bg.durations import format_duration
+from runflow_bg.errors import InputError, Interrupted, RunFailed, RunflowBgError, WaitTimeout
+from runflow_bg.journal import FAILED, SUCCEEDED, Journal
+from runflow_bg.models import Run, RunState
+from runflow_bg.polling import PollSchedule, wait_for_run
+from runflow_bg.progress import Reporter
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Whether and how long to wait: `deadline` is on the client's clock, None for no limit."""
+
+    wait: bool = True
+    timeout: float | None = 600.0
+    deadline: float | None = None
+    poll: PollSchedule = PollSchedule()
+
+
+def run_failure(run: Run) -> RunFailed:
+    """The error a failed or canceled run stands for."""
+    what = "was canceled" if run.canceled else "failed"
+    reason = ": ".join(part for part in (run.failure_code, run.failure_message) if part)
+    return RunFailed(f"Run {run.id} {what}{f' ({reason})' if reason else ''}.",
+                     code=run.failure_code or run.status.upper(), run_id=run.id,
+                     hint="It has no outputs; submitting the request again starts a new, paid run.")
+
+
+def settle(client: RunflowClient, journal: Journal, run: Run, naming: OutputNaming,
+           reporter: Reporter, waiting: Waiting,
+           on_status: callable | None = None) -> tuple[Run, list[SavedFile]]:
+    """Wait for the run (or require it finished), then save its outputs; the journal follows.
+
+    A failed run is recorded as failed and raised as RunFailed; an interrupt leaves the run in
+    flight and says how to pick it up.
+    """
+    if waiting.wait:
+        run = _wait(client, run, reporter, waiting, on_status)
+    elif not run.finished:
+        raise InputError(f"Run {run.id} is still {run.status}: it has no outputs yet.",
+                         hint=f"Wait for it and save its outputs with `runflow-bg runs wait {run.id}`.",
+                         run_id=run.id)
+    entry = journal.by_run_id(run.id)
+    if run.state is RunState.FAILED:
+        failure = run_failure(run)
+        if entry is not None:
+            journal.record_finish(entry.client_ref, FAILED, error=failure.message)
+        raise failure
+    try:
+        saved = download_outputs(
+            client, run, naming,
+            on_bytes=lambda index, done, total: reporter.on_bytes("download", done, total))
+    except KeyboardInterrupt:
+        raise Interrupted(f"Interrupted while downloading the outputs of run {run.id}.",
+                          hint=f"Download them with `runflow-bg runs download {run.id}`.",
+                          run_id=run.id) from None
+    for item in saved:
+        reporter.on_saved(str(item.path))
+    if entry is not None:
+        journal.record_finish(entry.client_ref, SUCCEEDED, [str(s.path) for s in saved])
+    return run, saved
+
+
+def _wait(client: RunflowClient, run: Run, reporter: Reporter, waiting: Waiting,
+          on_status: callable | None) -> Run:
+    clock = client.clock
+    deadline = waiting.deadline
+    if deadline is None and waiting.timeout is not None:
+        deadline = clock.now() + waiting.timeout
+    latest = [run]
+
+    def seen(current: Run, waited: float) -> None:
+        latest[0] = current
+        (on_status or reporter.on_status)(current, waited)
+
+    try:
+        return wait_for_run(lambda run_id: client.get_run(run_id, deadline=deadline), run,
+                            deadline=deadline, schedule=waiting.poll, on_status=seen, clock=clock)
+    except KeyboardInterrupt:
+        raise Interrupted(f"Interrupted while waiting for run {run.id}; it goes on server-side.",
+                          hint=f"Pick it up with `runflow-bg runs wait {run.id}`.",
+                          run_id=run.id) from None
+    except WaitTimeout:
+        current = latest[0]
+        limit = format_duration(waiting.timeout) if waiting.timeout is not None else "the limit"
+        raise WaitTimeout(f"Run {run.id} is still {current.status} after --timeout {limit}; "
+                          "it goes on server-side.",
+                          hint=f"Pick it up later with `runflow-bg runs wait {run.id}`.",
+                          run_id=run.id) from None
+    except RunflowBgError as exc:
+        exc.run_id = exc.run_id or run.id
+        exc.hint = f"{exc.hint or ''} Pick the run up with `runflow-bg runs wait {run.id}`.".strip()
+        raise
