@@ -1,7 +1,7 @@
 """Settings: every environment variable the tool reads, the config file, and which value wins.
 
 Highest first: command-line flag, environment, config file, default. Nothing here reads
-`os.environ`: the CLI hands its environment to `Settings` once per invocation, and each value is
+the process environment: the CLI hands it to `Settings` once per invocation, and each value is
 resolved (and checked) the first time a command needs it, then kept.
 """
 

@@ -126,10 +126,6 @@ class Journal:
                     "WHERE client_ref = ?",
                     (status, json.dumps(list(outputs)), error, time.time(), client_ref))
 
-    def by_client_ref(self, client_ref: str) -> Entry | None:
-        rows = self._rows("WHERE client_ref = ?", (client_ref,))
-        return rows[0] if rows else None
-
     def by_run_id(self, run_id: str) -> Entry | None:
         rows = self._rows("WHERE run_id = ? ORDER BY created_at DESC LIMIT 1", (run_id,))
         return rows[0] if rows else None

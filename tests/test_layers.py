@@ -52,9 +52,14 @@ def test_emulator_stands_alone():
             assert not top(imports) & {"httpx", "typer", "rich"}, name
 
 
-def test_use_cases_do_not_read_the_environment():
-    for path in (PACKAGE / "service").glob("*.py"):
-        assert "os.environ" not in path.read_text(), path.name
+def test_only_the_cli_reads_the_environment_and_the_settings():
+    for name, imports in modules():
+        if name.startswith("cli/"):
+            continue
+        text = (PACKAGE / name).read_text(encoding="utf-8")
+        assert "os.environ" not in text and "getenv" not in text, name
+        if name != "config.py":
+            assert "runflow_bg.config" not in imports, name
 
 
 PROBE = """

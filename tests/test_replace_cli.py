@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -309,3 +310,19 @@ def test_quiet_and_verbose(emu, work, env):
     stderr = verbose.stderr.decode()
     assert verbose.returncode == 0 and "debug: POST http://127.0.0.1" in stderr
     assert KEY not in stderr and "sig=" not in stderr
+
+
+def test_the_installed_console_script_keeps_streams_apart_and_exits_honestly(work, isolated_env):
+    """The entry point users run: data on stdout, messages on stderr, the documented codes."""
+    script = Path(sys.executable).with_name("runflow-bg")
+    if not script.exists():
+        pytest.skip("the console script is not installed next to this interpreter")
+    env = cli_env(None, isolated_env, key=None, RUNFLOW_BG_LOCAL_RUN_SECONDS="0")
+    done = subprocess.run([str(script), "replace", "--local", "bottle.png", "marble.jpg", "-o", "out"],
+                          env=env, cwd=work, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode() == "out/bottle-bg.webp\n" and b"saved out/bottle-bg.webp" in done.stderr
+    refused = subprocess.run([str(script), "replace", "bottle.png", "marble.jpg"], env=env, cwd=work,
+                             capture_output=True, timeout=60)
+    assert refused.returncode == 3 and refused.stdout == b""
+    assert "\nError: No Runflow API key found.\nHint: Set RUNFLOW_API_KEY" in refused.stderr.decode()

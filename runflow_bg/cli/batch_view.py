@@ -78,10 +78,6 @@ class BatchView:
             if self.lines:
                 self.lines.on_saved(path)
 
-    def on_log(self, message: str) -> None:
-        with self._lock:
-            self.terminal.log(message)
-
     # -- whole items -------------------------------------------------------------------------
 
     def on_outcome(self, data: dict) -> None:

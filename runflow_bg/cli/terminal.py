@@ -78,9 +78,13 @@ class Terminal:
         self.stderr.flush()
 
     def log(self, message: str) -> None:
-        """A request-log line, shown with -v or --debug."""
-        if self.verbose:
-            self.say(f"debug: {message}")
+        """A request-log line, shown with -v or --debug (above a live display, if one runs)."""
+        if not self.verbose or self.quiet:
+            return
+        if self.live:
+            self.console.print(f"· {message}", style="dim", markup=False, highlight=False)
+        else:
+            self.note(f"debug: {message}")
 
     def error(self, exc: BaseException, *, debug: bool = False) -> int:
         """Print `exc` for a person (traceback only with --debug); returns its exit code."""
@@ -152,9 +156,6 @@ class PlainReporter:
     def on_saved(self, path: str) -> None:
         self._line(f"saved {path}")
 
-    def on_log(self, message: str) -> None:
-        self.terminal.log(message)
-
     def close(self) -> None:
         pass
 
@@ -221,10 +222,6 @@ class RichReporter(PlainReporter):
     def on_saved(self, path: str) -> None:
         if not self.terminal.stdout_is_terminal:
             self._print(f"✓ saved {path}")
-
-    def on_log(self, message: str) -> None:
-        if self.terminal.verbose:
-            self._print(f"· {message}", style="dim")
 
     def _stop(self) -> None:
         if self._progress is not None:
