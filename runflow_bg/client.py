@@ -18,6 +18,7 @@ import httpx
 from runflow_bg import __version__
 from runflow_bg.errors import (
     AuthError,
+    CreateUnknown,
     InputError,
     InsufficientCredit,
     ProtocolError,
@@ -46,6 +47,7 @@ MODEL = "runflow/background-replace"
 MAX_UPLOAD_BYTES = 52_428_800
 _UPLOAD_SESSIONS = 3
 _NOT_CREATED_STATUSES = frozenset({429, 503})
+_LOOKUP_INTERVAL = 2.0
 
 
 def new_client_ref() -> str:
@@ -87,6 +89,7 @@ class RunflowClient:
         log: Callable[[str], None] | None = None,
         trust_env: bool = True,  # False: ignore proxy and CA variables (the --local emulator)
         connections: int = 16,
+        create_grace: float = 30.0,
     ) -> None:
         self.base_url = normalize_base_url(base_url)
         if not is_allowed_url(self.base_url):
@@ -96,6 +99,7 @@ class RunflowClient:
                 hint="Check --base-url, RUNFLOW_BASE_URL or `runflow-bg config get base_url`.")
         self._api_key = check_api_key(api_key) if api_key else None
         self.clock = clock or Clock()
+        self.create_grace = create_grace
         self._log = log
         policy = retry or RetryPolicy()
         headers = {"User-Agent": f"runflow-bg/{__version__}", "Accept": "application/json"}
@@ -222,7 +226,7 @@ class RunflowClient:
     def get_run(self, run_id: str, *, deadline: float | None = None) -> Run:
         """The run as the API shows it now; `deadline` bounds retries (a --timeout)."""
         run_id = run_id.strip()
-        if not run_id or "/" in run_id or run_id in (".", ".."):
+        if not run_id or run_id in (".", ".."):  # other characters are percent-encoded
             raise InputError(f"Invalid run id {run_id!r}.")
         data = self._api_call("GET", f"/runs/{quote(run_id, safe='')}", run_id=run_id,
                               what="run", deadline=deadline)
@@ -245,14 +249,33 @@ class RunflowClient:
         matches = [run for run in page.items if run.client_ref == client_ref]
         return matches[0] if matches else None
 
+    def find_created(self, client_ref: str, within: float) -> Run | None:
+        """The run created with this client_ref, looked for again and again for `within` seconds.
+
+        One empty answer proves nothing right after a create (the service may still be writing
+        the run), so None means: not found by any lookup made over the whole window.
+        """
+        clock = self.clock
+        until = clock.now() + max(0.0, within)
+        while True:
+            try:
+                found = self.find_run_by_client_ref(client_ref)
+            except (UnavailableError, ProtocolError) as exc:
+                found = None
+                self._note(f"looking up client_ref {client_ref} failed: {exc.message}")
+            if found is not None or clock.now() >= until:
+                return found
+            clock.sleep(min(_LOOKUP_INTERVAL, max(0.0, until - clock.now())))
+
     def create_run(self, run_input: dict, *, model: str = MODEL, client_ref: str | None = None,
                    callback_url: str | None = None, metadata: dict | None = None) -> Run:
-        """Create a run exactly once.
+        """Create a run at most once.
 
-        Each attempt is sent once (never retried by the transport). 429 and 503 mean "not
-        created" and are tried again after the policy's wait. After an ambiguous failure
-        (timeout, dropped connection, 500/502/504) the run is looked up by its client_ref, and
-        created again only if the service has no such run.
+        Every attempt carries `Idempotency-Key: <client_ref>`. 429 and 503 mean "not created"
+        and are tried again after the policy's wait, as is a request that never reached the
+        server. After an ambiguous failure (a timeout, a dropped connection, 500/502/504) or a
+        409 the run is looked for over the grace window; found, it is the answer; not found,
+        CreateUnknown (exit 9) stops here: creating again on a guess could pay twice.
         """
         self._require_key()
         client_ref = client_ref or new_client_ref()
@@ -261,13 +284,15 @@ class RunflowClient:
         url = self.base_url + "/v1" + model_path(model)
         body = {"input": run_input, "callback_url": callback_url, "metadata": metadata,
                 "client_ref": client_ref}
+        headers = {"Idempotency-Key": client_ref}
         policy = self._api.policy
         attempt = 0
         while True:
             attempt += 1
             retry_after, status = None, None
             try:
-                reply = self._api.request("POST", url, what="create", attempts=1, json=body)
+                reply = self._api.request("POST", url, what="create", attempts=1, json=body,
+                                          headers=headers)
             except Unreachable as exc:
                 ambiguous = not exc.never_sent
                 failure: RunflowBgError = exc
@@ -275,33 +300,25 @@ class RunflowClient:
                 if reply.is_success:
                     return parse_run(reply.json("create"))
                 status = reply.status_code
-                if status < 500 and status not in _NOT_CREATED_STATUSES:
-                    raise self.error_from_response(reply)
-                ambiguous = status not in _NOT_CREATED_STATUSES
-                retry_after = parse_retry_after(reply.headers.get("Retry-After"))
                 failure = self.error_from_response(reply)
+                ambiguous = status >= 500 and status not in _NOT_CREATED_STATUSES or status == 409
+                if not ambiguous and status not in _NOT_CREATED_STATUSES:
+                    raise failure
+                retry_after = parse_retry_after(reply.headers.get("Retry-After"))
             self._note(f"create attempt {attempt} failed: {failure.message}")
             if ambiguous:
-                existing = self._lookup_after_ambiguous_create(client_ref, failure)
-                if existing is not None:
-                    self._note(f"found run {existing.id} created by attempt {attempt}")
-                    return existing
+                found = self.find_created(client_ref, self.create_grace)
+                if found is not None:
+                    self._note(f"found run {found.id} created by attempt {attempt}")
+                    return found
+                raise CreateUnknown(
+                    f"{failure.message} Whether a run was created (and paid for) is unknown: "
+                    f"no run with client_ref {client_ref} appeared within "
+                    f"{self.create_grace:g} s.", code="CREATE_UNKNOWN")
             if attempt >= policy.attempts_for(status):
                 failure.message += f" No run was created (client_ref {client_ref})."
                 raise failure
             self._api.pause(attempt, retry_after, rate_limited=status == 429)
-
-    def _lookup_after_ambiguous_create(self, client_ref: str, failure: RunflowBgError
-                                       ) -> Run | None:
-        try:
-            return self.find_run_by_client_ref(client_ref)
-        except RunflowBgError as lookup_error:
-            raise UnavailableError(
-                f"{failure.message} Whether a run was created is unknown: looking it up "
-                f"failed too ({lookup_error.message}).",
-                hint=f"Check `runflow-bg runs list` for client_ref {client_ref} before "
-                     "trying again, so as not to pay twice.",
-            ) from None
 
     # -- uploads and downloads -------------------------------------------------------------
 

@@ -29,6 +29,7 @@ BASE_URL_ENV = "RUNFLOW_BASE_URL"
 RETRIES_ENV = "RUNFLOW_BG_RETRIES"
 HTTP_TIMEOUT_ENV = "RUNFLOW_BG_HTTP_TIMEOUT"
 LOCAL_RUN_SECONDS_ENV = "RUNFLOW_BG_LOCAL_RUN_SECONDS"
+CREATE_GRACE_ENV = "RUNFLOW_BG_CREATE_GRACE"
 WEBHOOK_SECRET_ENV = "RUNFLOW_WEBHOOK_SECRET"
 COMPLETE_ENV = "_RUNFLOW_BG_COMPLETE"
 NO_COLOR_ENV = "NO_COLOR"
@@ -42,6 +43,7 @@ CA_ENVS = ("SSL_CERT_FILE", "SSL_CERT_DIR")
 
 DEFAULT_HTTP_TIMEOUT = 30.0
 DEFAULT_LOCAL_RUN_SECONDS = 1.0
+DEFAULT_CREATE_GRACE = 30.0
 DEFAULT_RETRIES = 5
 DEFAULT_WAIT = "10m"
 DEFAULT_CONCURRENCY = 4
@@ -311,6 +313,11 @@ class Settings:
     def http_timeout(self) -> float:
         """Seconds one HTTP attempt may take (RUNFLOW_BG_HTTP_TIMEOUT, default 30)."""
         return _seconds(self.environ, HTTP_TIMEOUT_ENV, DEFAULT_HTTP_TIMEOUT, positive=True)
+
+    @cached_property
+    def create_grace(self) -> float:
+        """Seconds to keep looking for a run whose create's answer was lost (default 30)."""
+        return _seconds(self.environ, CREATE_GRACE_ENV, DEFAULT_CREATE_GRACE, positive=False)
 
     @cached_property
     def local_run_seconds(self) -> float:

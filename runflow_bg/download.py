@@ -7,6 +7,7 @@ it in only when whole. An expired output URL is replaced by reading the run agai
 
 from __future__ import annotations
 
+import filecmp
 import os
 import tempfile
 from collections.abc import Callable
@@ -56,14 +57,20 @@ def extension_for(content_type: str | None, head: bytes) -> str:
 
 
 def place(tmp: Path, final: Path, overwrite: bool) -> None:
-    """Move a whole temporary file to its final name; without `overwrite`, never clobber."""
+    """Move a whole temporary file to its final name; without `overwrite`, never clobber.
+
+    The same bytes already there (saved by an earlier command whose journal entry lags, or by
+    another process settling the same run) count as placed.
+    """
     if overwrite:
         os.replace(tmp, final)
         return
     try:
         os.link(tmp, final)  # fails instead of clobbering a file that appeared meanwhile
     except FileExistsError:
-        raise InputError(f"{final} already exists.", hint="Add --overwrite to replace it.") from None
+        if not (final.is_file() and filecmp.cmp(tmp, final, shallow=False)):
+            raise InputError(f"{final} already exists.",
+                             hint="Add --overwrite to replace it.") from None
     tmp.unlink()
 
 

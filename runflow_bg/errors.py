@@ -11,6 +11,7 @@
     +-- WaitTimeout (7)                 --timeout reached; the run goes on server-side
     +-- InsufficientCredit (8)          402 from the API
     +-- BudgetReached (8)               --max-cost reached
+    +-- CreateUnknown (9)               a create's answer was lost and the run cannot be found yet
     +-- Interrupted (130)               Ctrl-C or SIGTERM
 
 Messages name files, run ids and request ids, never an API key or a presigned query string.
@@ -34,6 +35,7 @@ class ExitCode(IntEnum):
     RUN_FAILED = 6
     TIMEOUT = 7
     CREDIT = 8
+    CREATE_UNKNOWN = 9
     INTERRUPTED = 130
 
 
@@ -117,6 +119,14 @@ class InsufficientCredit(RunflowBgError):
 class BudgetReached(RunflowBgError):
     exit_code = ExitCode.CREDIT
     default_hint = "Raise --max-cost to submit the remaining items."
+
+
+class CreateUnknown(RunflowBgError):
+    """Whether a run was created (and paid for) is unknown: never create again on a guess."""
+
+    exit_code = ExitCode.CREATE_UNKNOWN
+    default_hint = ("Run the same command again in a minute: it looks the run up first, and "
+                    "creates one only if Runflow still has none.")
 
 
 class Interrupted(RunflowBgError):

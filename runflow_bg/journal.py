@@ -1,24 +1,44 @@
-"""The journal: every paid request, recorded before it is sent, so nothing is paid twice or lost.
+"""The journal: every paid request, claimed and recorded before it is sent, so none is paid twice.
 
-One SQLite row per create: content hash -> client_ref -> run id -> status -> saved files. A
-re-run reads it to resume instead of paying again, and `runs wait` reads it to name outputs.
+One SQLite row per request: content hash -> client_ref -> run id -> status -> saved files, and
+the process that owns it. A request is claimed inside a transaction, so two processes on one
+state folder (a cron job overlapping the last one, two terminals) never both create it: the
+second waits for the owner's result, and takes the claim over only when the owner has died.
+A re-run reads the journal to resume instead of paying again; `runs wait` reads it to name
+outputs.
+
+    pending    claimed; nothing sent yet
+    creating   a create was sent (or is being sent) at `sent_at`
+    submitted  the run exists: its id is known
+    unknown    a create's answer was lost and the run could not be found within the grace window
+    succeeded  the outputs are saved (`outputs`)
+    failed     the run failed, or Runflow refused the request for good
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from runflow_bg.errors import RunflowBgError
+from runflow_bg.fsutil import private_dir
 
+PENDING = "pending"
 CREATING = "creating"
 SUBMITTED = "submitted"
+UNKNOWN = "unknown"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
+IN_FLIGHT = (PENDING, CREATING, SUBMITTED, UNKNOWN)
+OTHER_HOST_STALE_SECONDS = 15 * 60
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -36,12 +56,60 @@ CREATE TABLE IF NOT EXISTS requests (
     outputs       TEXT NOT NULL DEFAULT '[]',
     error         TEXT,
     created_at    REAL NOT NULL,
-    updated_at    REAL NOT NULL
+    updated_at    REAL NOT NULL,
+    owner         TEXT,
+    sent_at       REAL
 );
 CREATE INDEX IF NOT EXISTS requests_by_hash ON requests (content_hash, status);
 CREATE INDEX IF NOT EXISTS requests_by_item ON requests (job, item);
 CREATE INDEX IF NOT EXISTS requests_by_run ON requests (run_id);
 """
+_ADDED_COLUMNS = (("owner", "TEXT"), ("sent_at", "REAL"))
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A process that works on requests: host, pid and start time (pids are reused)."""
+
+    host: str
+    pid: int
+    started: str
+
+    @classmethod
+    def current(cls) -> Owner:
+        return cls(socket.gethostname(), os.getpid(), _start_time(os.getpid()))
+
+    @classmethod
+    def parse(cls, text: str | None) -> Owner | None:
+        try:
+            host, pid, started = json.loads(text or "null")
+            return cls(host, int(pid), started)
+        except (TypeError, ValueError):
+            return None
+
+    def dump(self) -> str:
+        return json.dumps([self.host, self.pid, self.started])
+
+    def alive(self, updated_at: float) -> bool:
+        """Whether this owner may still be working; on another host, until its row goes stale."""
+        if self.host != socket.gethostname():
+            return time.time() - updated_at < OTHER_HOST_STALE_SECONDS
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return _start_time(self.pid) == self.started
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +131,32 @@ class Entry:
     error: str | None
     created_at: float
     updated_at: float
+    owner: str | None = None
+    sent_at: float | None = None
+
+    @property
+    def owned_by(self) -> Owner | None:
+        return Owner.parse(self.owner)
+
+    def held_by_another(self, me: Owner) -> bool:
+        """True while another live process works on this request."""
+        owner = self.owned_by
+        return (self.status in IN_FLIGHT and owner is not None and owner != me
+                and owner.alive(self.updated_at))
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a new claim records about the request."""
+
+    content_hash: str
+    job: str
+    item: str
+    photo: str | None
+    scene: str | None
+    prompt: str | None
+    out_dir: str | None
+    name_template: str | None
 
 
 class JournalError(RunflowBgError):
@@ -72,23 +166,45 @@ class JournalError(RunflowBgError):
 class Journal:
     """A thread-safe handle on the journal database (autocommit: every write is durable)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, owner: Owner | None = None) -> None:
+        self.owner = owner or Owner.current()
         try:
             if str(path) != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                private_dir(Path(path).parent)
+                Path(path).touch(mode=0o600)
             self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None,
                                        check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout=30000")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
+            for name, kind in _ADDED_COLUMNS:
+                if name not in columns:
+                    self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
+        except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"Cannot open the journal {path}: {exc}.",
                                hint="Check RUNFLOW_BG_HOME and the disk.") from None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Reads and writes that no other process can interleave with (BEGIN IMMEDIATE)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise JournalError(f"Cannot lock the journal: {exc}.") from None
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def _write(self, sql: str, args: tuple) -> None:
         try:
@@ -103,28 +219,71 @@ class Journal:
                                     + sql, args).fetchall()
         return [Entry(*row[:11], tuple(json.loads(row[11])), *row[12:]) for row in rows]
 
-    def record_request(self, *, client_ref: str, content_hash: str, photo: str | None,
-                       scene: str | None, prompt: str | None, out_dir: str | None,
-                       name_template: str | None, job: str | None = None,
-                       item: str | None = None) -> None:
-        """Record a request before its create is sent."""
+    # -- claims ----------------------------------------------------------------------------
+
+    def claim(self, request: Request, client_ref: str,
+              renew: Callable[[Entry], bool] = lambda entry: False) -> Entry:
+        """The row this process may work on, or a row it must not touch.
+
+        In one transaction, for the latest row of the same item and content: one another live
+        process holds is returned as it is (wait for it); a finished one is returned (reuse
+        it) unless `renew` says to start over; an unfinished one is taken over. Otherwise a new
+        row is made, `pending` and owned by this process, under `client_ref`.
+        """
+        with self.transaction():
+            entry = self.latest_for_item(request.job, request.item)
+            if entry is not None and entry.content_hash == request.content_hash:
+                if entry.held_by_another(self.owner):
+                    return entry
+                if entry.status in IN_FLIGHT:
+                    self._write("UPDATE requests SET owner = ?, updated_at = ? WHERE client_ref = ?",
+                                (self.owner.dump(), time.time(), entry.client_ref))
+                    return self.by_client_ref(entry.client_ref)
+                if not renew(entry):
+                    return entry
+            now = time.time()
+            self._write(
+                "INSERT INTO requests (client_ref, content_hash, job, item, photo, scene, prompt, "
+                "out_dir, name_template, status, created_at, updated_at, owner) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (client_ref, request.content_hash, request.job, request.item, request.photo,
+                 request.scene, request.prompt, request.out_dir, request.name_template, PENDING,
+                 now, now, self.owner.dump()))
+            return self.by_client_ref(client_ref)
+
+    def record_sending(self, client_ref: str) -> None:
+        """A create is about to be sent: from now on its fate must be looked up, never assumed."""
         now = time.time()
-        self._write(
-            "INSERT INTO requests (client_ref, content_hash, job, item, photo, scene, prompt, "
-            "out_dir, name_template, status, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (client_ref, content_hash, job, item, photo, scene, prompt, out_dir, name_template,
-             CREATING, now, now))
+        self._write("UPDATE requests SET status = ?, sent_at = ?, updated_at = ? "
+                    "WHERE client_ref = ?", (CREATING, now, now, client_ref))
 
     def record_run(self, client_ref: str, run_id: str) -> None:
         self._write("UPDATE requests SET run_id = ?, status = ?, updated_at = ? WHERE client_ref = ?",
                     (run_id, SUBMITTED, time.time(), client_ref))
 
+    def record_unknown(self, client_ref: str, error: str) -> None:
+        self._write("UPDATE requests SET status = ?, error = ?, owner = NULL, updated_at = ? "
+                    "WHERE client_ref = ?", (UNKNOWN, error, time.time(), client_ref))
+
     def record_finish(self, client_ref: str, status: str, outputs: list[str] | tuple[str, ...] = (),
                       error: str | None = None) -> None:
-        self._write("UPDATE requests SET status = ?, outputs = ?, error = ?, updated_at = ? "
-                    "WHERE client_ref = ?",
+        self._write("UPDATE requests SET status = ?, outputs = ?, error = ?, owner = NULL, "
+                    "updated_at = ? WHERE client_ref = ?",
                     (status, json.dumps(list(outputs)), error, time.time(), client_ref))
+
+    def drop_abandoned(self) -> None:
+        """Forget unfinished requests whose process has died (their runs cannot be reached)."""
+        with self.transaction():
+            for entry in self._rows("WHERE status IN (?, ?, ?, ?)", IN_FLIGHT):
+                owner = entry.owned_by
+                if owner is None or not owner.alive(entry.updated_at):
+                    self._write("DELETE FROM requests WHERE client_ref = ?", (entry.client_ref,))
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def by_client_ref(self, client_ref: str) -> Entry | None:
+        rows = self._rows("WHERE client_ref = ?", (client_ref,))
+        return rows[0] if rows else None
 
     def by_run_id(self, run_id: str) -> Entry | None:
         rows = self._rows("WHERE run_id = ? ORDER BY created_at DESC LIMIT 1", (run_id,))
@@ -139,3 +298,15 @@ class Journal:
         rows = self._rows("WHERE content_hash = ? AND status = ? ORDER BY updated_at DESC LIMIT 1",
                           (content_hash, SUCCEEDED))
         return rows[0] if rows else None
+
+    def in_flight(self, job: str) -> list[Entry]:
+        """This process's requests of a job whose runs exist, or may: for the interrupt message."""
+        return self._rows("WHERE job = ? AND owner = ? AND status IN (?, ?, ?) ORDER BY created_at",
+                          (job, self.owner.dump(), CREATING, SUBMITTED, UNKNOWN))
+
+    def recorded_outputs(self) -> set[str]:
+        """Every file the journal says the tool saved, as recorded."""
+        with self._lock:
+            rows = self._db.execute("SELECT outputs FROM requests WHERE status = ?",
+                                    (SUCCEEDED,)).fetchall()
+        return {path for (outputs,) in rows for path in json.loads(outputs)}

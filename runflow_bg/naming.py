@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import string
 import unicodedata
@@ -63,10 +64,20 @@ def output_path(out_dir: Path, relative: str) -> Path:
 
 def existing_first_output(out_dir: Path, template: str, *, stem: str, scene: str,
                           run_id: str = "run") -> Path | None:
-    """An existing file for the first output under any extension, if there is one."""
+    """Whatever stands at the first output's name under any extension (a dangling link too)."""
     for ext in OUTPUT_EXTENSIONS:
         relative = render(template, stem=stem, scene=scene, index=0, run_id=run_id, ext=ext)
         path = out_dir / relative
-        if path.exists():
+        if os.path.lexists(path):
             return path
     return None
+
+
+def check_replaceable(path: Path) -> None:
+    """With --overwrite, only a file (or a link to one) may be replaced: refuse before paying."""
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; an output cannot replace it.",
+                         hint="Choose another --name or --out.")
+    if path.is_symlink() and not path.exists():
+        raise InputError(f"{path} is a link to nothing; refusing to write through it.",
+                         hint="Remove the link, or choose another --name or --out.")

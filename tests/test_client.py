@@ -15,6 +15,7 @@ from helpers import QuickClock, sample_zip
 from runflow_bg.client import MODEL, RunflowClient, model_path
 from runflow_bg.emulator import Emulator
 from runflow_bg.errors import (
+    CreateUnknown,
     AuthError,
     ExitCode,
     InputError,
@@ -46,7 +47,8 @@ def log_lines():
 
 @pytest.fixture
 def client(emu, log_lines):
-    with RunflowClient(KEY, emu.base_url, retry=FAST_RETRY, log=log_lines.append) as c:
+    with RunflowClient(KEY, emu.base_url, retry=FAST_RETRY, log=log_lines.append,
+                       clock=QuickClock()) as c:
         yield c
 
 
@@ -211,11 +213,27 @@ def test_create_read_timeout_looks_up_instead_of_paying_twice(emu):
     assert emu.created_run_count == 1 and run.id == emu.runs()[0]["id"]
 
 
-def test_create_500_not_recorded_is_created_again_after_lookup(emu, client):
+def test_create_500_without_a_run_is_unknown_never_created_again(emu, client):
     emu.faults.fail_next("run_create", 500)
-    run = upload_and_create(client)
-    assert emu.created_run_count == 1 and emu.count("run_create") == 2
-    assert emu.count("run_list") == 1 and run.id == emu.runs()[0]["id"]
+    with pytest.raises(CreateUnknown) as info:
+        upload_and_create(client)
+    assert info.value.exit_code == ExitCode.CREATE_UNKNOWN and "unknown" in info.value.message
+    assert emu.created_run_count == 0 and emu.count("run_create") == 1
+    # looked for over the whole grace window, not once
+    assert emu.count("run_list") == 1 + int(client.create_grace // 2)
+
+
+def test_every_create_carries_its_client_ref_as_idempotency_key():
+    seen = []
+
+    def handler(request):
+        seen.append(request.headers.get("Idempotency-Key"))
+        return httpx.Response(201, json={"id": "run-1", "status_code": "queued",
+                                         "client_ref": "rfbg-key-1"})
+
+    with RunflowClient(KEY, "https://api.example", transport=httpx.MockTransport(handler)) as c:
+        run = c.create_run({"zip_url": "https://x/inputs.zip"}, client_ref="rfbg-key-1")
+    assert seen == ["rfbg-key-1"] and run.client_ref == "rfbg-key-1"
 
 
 def test_create_503_with_retry_after_is_retried_without_lookup(emu, client):
@@ -238,10 +256,10 @@ def test_create_rate_limited_to_the_end_fails_with_exit_5(emu, client):
 
 def test_create_lookup_failure_never_creates_blindly(emu, client):
     emu.faults.fail_next("run_create", 502)
-    emu.faults.fail_next("run_list", 503, count=100, retry_after=0)
-    with pytest.raises(UnavailableError) as info:
+    emu.faults.fail_next("run_list", 503, count=1000, retry_after=0)
+    with pytest.raises(CreateUnknown) as info:
         upload_and_create(client)
-    assert "unknown" in info.value.message and "runs list" in info.value.hint
+    assert "unknown" in info.value.message and "same command again" in info.value.hint
     assert emu.count("run_create") == 1
 
 

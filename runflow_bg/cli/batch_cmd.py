@@ -33,6 +33,9 @@ def batch(
                                       help="Submit again the items whose runs failed."),
     report: Optional[Path] = typer.Option(None, "--report", metavar="FILE.html",
                                           help="Write a contact sheet of photo, scene and result."),
+    include_outputs: bool = typer.Option(
+        False, "--include-outputs",
+        help="Also take files that look like earlier outputs from folders and globs."),
     timeout: Optional[str] = opt.TIMEOUT,
     poll_interval: Optional[str] = opt.POLL_INTERVAL,
     callback_url: Optional[str] = opt.CALLBACK_URL,
@@ -61,27 +64,35 @@ def batch(
                                  callback_url=callback_url, prompt=prompt, overwrite=overwrite,
                                  wait=True, use_cache=not no_cache)
     options = BatchOptions(request, concurrency=settings.concurrency(concurrency),
-                           max_runs=_max_runs(max_cost), retry_failed=retry_failed)
+                           max_runs=None if local else _max_runs(max_cost),
+                           retry_failed=retry_failed, local=local)
     shard_spec = collect.parse_shard(shard)
-    found = collect.take_shard(collect.collect_photos(photos, Path.cwd()), shard_spec)
     notes = PlainReporter(terminal)
     scene_image, scene_source = load_image(scene, None, notes)
     check_output_dir(request.out_dir, create=not dry_run)
+    if report is not None:
+        check_report_path(report)
     journal = invocation.open_journal(local=local, shard=shard_spec)
     try:
-        plan = plan_batch(found, scene_image, scene_source, journal, options)
-        _announce(plan, options, notes)
+        found, excluded = collect.collect_photos(photos, Path.cwd()), 0
+        if not include_outputs:
+            found, excluded = collect.drop_earlier_outputs(
+                found, journal.recorded_outputs(), request.out_dir, request.name_template,
+                scene_image.stem)
+        plan = plan_batch(collect.take_shard(found, shard_spec), scene_image, scene_source,
+                          journal, options)
+        _announce(plan, options, notes, excluded)
         if dry_run:
             _print_dry_run(terminal, plan, options, as_json)
             return
-        if plan.runs_to_create > 1 and not yes and not sys.stdin.isatty():
+        if plan.runs_to_create > 1 and not (yes or local) and not sys.stdin.isatty():
             raise UsageError(f"Refusing to submit {plan.runs_to_create} runs "
                              f"(${plan.estimated_cost(options.max_runs):.2f}) without confirmation.",
                              hint="Add --yes to spend from a script, or --dry-run to see the plan.")
         view = BatchView(terminal, len(plan.items), as_json=as_json,
                          github=settings.github_actions)
         with invocation.open_client(local=local, connections=options.concurrency) as client:
-            if plan.runs_to_create:
+            if plan.runs_to_create and not local:
                 _confirm(plan, options, client, yes, notes)
             view.start()
             outcomes: list[dict] = []
@@ -115,10 +126,28 @@ def _max_runs(max_cost: str | None) -> int | None:
     return int(budget // PRICE_USD)
 
 
-def _announce(plan, options, notes) -> None:
+def check_report_path(report: Path) -> None:
+    """The report can be written: refused before anything is spent, not after."""
+    import os
+
+    from runflow_bg.errors import InputError
+
+    folder = report.parent if str(report.parent) else Path(".")
+    if report.is_dir():
+        raise InputError(f"--report {report} is a folder.", hint="Name an .html file.")
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"--report {report}: the folder {folder} does not exist or is not "
+                         "writable.", hint="Name a file in a writable folder.")
+    if report.exists() and not os.access(report, os.W_OK):
+        raise InputError(f"--report {report} is not writable.", hint="Name another file.")
+
+
+def _announce(plan, options, notes, excluded: int) -> None:
     from runflow_bg.service.batch_plan import Action
 
     parts = [f"{len(plan.items)} photos", f"{plan.runs_to_create} to submit"]
+    if excluded:
+        parts.append(f"{excluded} excluded (earlier outputs; --include-outputs takes them)")
     for action, label in ((Action.RESUME, "to resume"), (Action.DONE, "done before"),
                           (Action.CACHED, "cached"), (Action.FOLLOW, "duplicates"),
                           (Action.SKIP, "skipped (output exists)"),
@@ -126,6 +155,9 @@ def _announce(plan, options, notes) -> None:
         if plan.count(action):
             parts.append(f"{plan.count(action)} {label}")
     notes.on_stage(", ".join(parts))
+    if options.local:
+        notes.on_stage(f"{plan.runs_to_create} local runs, on this machine and free")
+        return
     runs = plan.runs_to_create
     if options.max_runs is not None and options.max_runs < runs:
         runs = options.max_runs
@@ -161,7 +193,7 @@ def _print_dry_run(terminal, plan, options, as_json: bool) -> None:
 
     rows = [{"photo": item.photo.display, "action": item.action.value,
              "out_dir": str(options.request.out_dir / item.photo.folder)} for item in plan.items]
-    summary = {"dry_run": True, "model": MODEL, "items": len(plan.items),
+    summary = {"dry_run": True, "model": MODEL, "items": len(plan.items), "local": options.local,
                "runs_to_create": plan.runs_to_create,
                "estimated_cost": f"{plan.estimated_cost(options.max_runs):.2f}", "currency": "USD"}
     if as_json:
@@ -171,7 +203,8 @@ def _print_dry_run(terminal, plan, options, as_json: bool) -> None:
     width = max((len(row["photo"]) for row in rows), default=5)
     lines = ["dry run: nothing was sent"]
     lines += [f"{row['photo']:<{width}}  {row['action']:<8} -> {row['out_dir']}" for row in rows]
-    lines.append(f"{summary['runs_to_create']} runs, estimated cost ${summary['estimated_cost']}")
+    cost = "free (--local)" if options.local else f"estimated cost ${summary['estimated_cost']}"
+    lines.append(f"{summary['runs_to_create']} runs, {cost}")
     terminal.out_lines(lines)
 
 
@@ -181,7 +214,7 @@ def _finish(invocation, result, outcomes: list[dict], scene: str, report: Path |
                                    UnavailableError)
 
     counts = {name: result.count(name) for name in ("succeeded", "failed", "skipped", "cached")}
-    rows = summary_rows(counts, result.runs_created, result.spent)
+    rows = summary_rows(counts, result.runs_created, None if result.local else result.spent)
     print_summary(invocation.terminal, rows)
     append_step_summary(invocation.settings.environ, rows)
     if report is not None:

@@ -112,9 +112,13 @@ class BatchView:
             self._progress = None
 
 
-def summary_rows(counts: dict[str, int], runs_created: int, spent: Decimal) -> list[tuple[str, str]]:
+def summary_rows(counts: dict[str, int], runs_created: int,
+                 spent: Decimal | None) -> list[tuple[str, str]]:
+    """The summary's rows; `spent` None for --local runs, which cost nothing."""
     rows = [(name, str(counts[name])) for name in SUMMARY_ROWS]
-    rows += [("runs created", str(runs_created)), ("money spent", f"${spent:.2f}")]
+    rows.append(("runs created", str(runs_created) + (" (local, free)" if spent is None else "")))
+    if spent is not None:
+        rows.append(("money spent", f"${spent:.2f}"))
     return rows
 
 

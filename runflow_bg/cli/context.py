@@ -72,7 +72,7 @@ class Invocation:
         return RunflowClient(key, base_url, retry=RetryPolicy(max_attempts=settings.retries),
                              timeout=settings.http_timeout, clock=self.clock,
                              log=self.terminal.log, trust_env=not local,
-                             connections=connections)
+                             connections=connections, create_grace=settings.create_grace)
 
     def anonymous_client(self, key: str | None = None):
         """A client that may have no key (health checks, checking a key before saving it)."""
@@ -98,14 +98,23 @@ class Invocation:
             emulator.stop()
 
     def open_journal(self, *, local: bool, shard: tuple[int, int] | None = None):
-        """The journal in the state directory (one per shard); a throwaway one for --local runs."""
+        """The journal in the state directory, one per shard.
+
+        `--local` keeps one of its own, so that a local result is never reused for a real
+        request nor the other way round; the runs of a local process that died went with its
+        emulator, so their rows are dropped.
+        """
         from runflow_bg.journal import Journal
 
+        name = "journal"
+        if shard:
+            name += f"-shard-{shard[0]}-of-{shard[1]}"
         if local:
-            return Journal(":memory:")
-        state = self.settings.paths.state_dir
-        name = f"journal-shard-{shard[0]}-of-{shard[1]}.sqlite3" if shard else "journal.sqlite3"
-        return Journal(state / name)
+            name += "-local"
+        journal = Journal(self.settings.paths.state_dir / f"{name}.sqlite3")
+        if local:
+            journal.drop_abandoned()
+        return journal
 
     @contextmanager
     def open_session(self, *, local: bool = False) -> Iterator[Session]:

@@ -44,7 +44,7 @@ def replace(
     """Replace the background of PHOTO with SCENE: pack, upload, run, wait, download."""
     from runflow_bg.errors import RunflowBgError
     from runflow_bg.service import inputs as checks
-    from runflow_bg.service.replace import dry_run_summary, replace as run_replace
+    from runflow_bg.service.replace import check_outputs, dry_run_summary, replace as run_replace
     from runflow_bg.service.results import Outcome
 
     invocation = ctx.obj
@@ -58,10 +58,13 @@ def replace(
     try:
         inputs = _inputs(photo, scene, zip_url, image, reference, reporter)
         checks.check_output_dir(settings.out_dir, create=not dry_run)
-        if not settings.overwrite:
-            checks.check_first_output_free(inputs, settings.out_dir, settings.name_template)
         if dry_run:
-            _print_dry_run(terminal, dry_run_summary(inputs, settings), as_json)
+            journal = invocation.open_journal(local=local)
+            try:
+                check_outputs(journal, inputs, settings)
+            finally:
+                journal.close()
+            _print_dry_run(terminal, dry_run_summary(inputs, settings, local=local), as_json)
             return
         with invocation.open_session(local=local) as session:
             outcome = run_replace(session.client, session.journal, inputs, settings, reporter)
@@ -111,5 +114,8 @@ def _print_dry_run(terminal, summary: dict, as_json: bool) -> None:
         lines.append(f"zip     inputs.zip ({summary['zip_bytes']:,} bytes)")
         lines.extend(f"  {m['name']:<18} {m['bytes']:>12,} bytes" for m in summary["members"])
     lines.append(f"prompt  {summary['prompt'] or '(the model default)'}")
-    lines.append(f"cost    ${summary['estimated_cost']} (estimated, one run)")
+    if summary["local"]:
+        lines.append("cost    none: --local runs on this machine, for free")
+    else:
+        lines.append(f"cost    ${summary['estimated_cost']} (estimated, one run)")
     terminal.out_lines(lines)

@@ -17,15 +17,17 @@ from pathlib import Path
 
 from runflow_bg.client import RunflowClient
 from runflow_bg.download import SavedFile
-from runflow_bg.errors import BudgetReached, InputError, InsufficientCredit, Interrupted, RunflowBgError
-from runflow_bg.journal import FAILED, SUBMITTED, SUCCEEDED, Journal
+from runflow_bg.errors import (BudgetReached, InputError, InsufficientCredit, Interrupted,
+                               RunFailed, RunflowBgError)
+from runflow_bg.journal import FAILED, SUBMITTED, SUCCEEDED, Entry, Journal, Request
 from runflow_bg.models import Run
 from runflow_bg.progress import Reporter
 from runflow_bg.service.batch_plan import SPENDING, Action, BatchOptions, Item, Plan, item_options
 from runflow_bg.service.inputs import Inputs, local_inputs
-from runflow_bg.service.replace import PRICE_USD, copy_outputs, submit
+from runflow_bg.service.replace import copy_outputs
 from runflow_bg.service.results import Outcome
 from runflow_bg.service.settle import settle
+from runflow_bg.service.submit import submit
 
 
 @dataclass
@@ -37,6 +39,7 @@ class BatchResult:
     interrupted: bool = False
     in_flight: list[str] = field(default_factory=list)
     stopped_by: RunflowBgError | None = None
+    local: bool = False
 
     def count(self, kind: str) -> int:
         checks = {
@@ -125,22 +128,12 @@ class BatchRunner:
         return Outcome(photo=item.photo.display, scene=self.plan.scene.name,
                        prompt=self.options.request.prompt, **fields)
 
-    def _submit(self, item: Item, inputs: Inputs, reporter: Reporter) -> tuple[str, Run]:
-        """Submit within the budget; a run the service refused is given back to the budget."""
-        reserved = []
-
-        def before_create() -> None:
-            self.gate.before_create()
-            reserved.append(True)
-
+    def _request(self, item: Item) -> Request:
         options = item_options(self.options.request, item.photo)
-        try:
-            return submit(self.client, self.journal, inputs, options, reporter,
-                          job=self.plan.job, item=item.photo.key, before_create=before_create)
-        except RunflowBgError as exc:
-            if reserved and exc.status is not None:
-                self.gate.refund()  # the service answered: no run was created
-            raise
+        return Request(content_hash=item.content_hash, job=self.plan.job, item=item.photo.key,
+                       photo=item.photo.display, scene=self.plan.scene.name,
+                       prompt=options.prompt, out_dir=str(options.out_dir),
+                       name_template=options.name_template)
 
     def _paid(self, item: Item) -> Outcome:
         """Submit (or resume) the item's run, wait for it and save its outputs."""
@@ -148,19 +141,48 @@ class BatchRunner:
         reporter = _ItemReporter(self.reporter, item.photo.display)
         inputs = local_inputs(item.photo.display, self.plan.scene, self.plan.scene_source, None,
                               reporter)
-        client_ref, run = self._submit(item, inputs, reporter)
-        with self._lock:
-            self._in_flight[item.photo.display] = run.id
+        reserved = []
+
+        def before_create() -> None:
+            self.gate.before_create()
+            reserved.append(True)
+
         try:
-            run, saved = settle(self.client, self.journal, run, options.naming(inputs), reporter,
-                                options.waiting())
+            submitted = submit(self.client, self.journal, self._request(item), inputs, reporter,
+                               callback_url=options.callback_url, metadata=options.metadata,
+                               retry_failed=self.options.retry_failed, before_create=before_create)
+        except RunflowBgError as exc:
+            if reserved and exc.status is not None:
+                self.gate.refund()  # the service answered: no run was created
+            raise
+        if isinstance(submitted, Entry):  # finished meanwhile, by another process
+            return self._shared(item, submitted)
+        with self._lock:
+            self._in_flight[item.photo.display] = submitted.run.id
+        try:
+            run, saved = settle(self.client, self.journal, submitted.run, options.naming(inputs),
+                                reporter, options.waiting())
         except Interrupted:
             raise  # still in flight: reported with the command to resume
         except BaseException:
             self._forget(item)
             raise
         self._forget(item)
-        return self._outcome(item, client_ref=client_ref, run=run, saved=saved)
+        return self._outcome(item, client_ref=submitted.client_ref, run=run, saved=saved)
+
+    def _shared(self, item: Item, entry: Entry) -> Outcome:
+        """An item another process finished: its files, or its failure; nothing paid here."""
+        run = Run(id=entry.run_id or "", status=entry.status, client_ref=entry.client_ref)
+        if entry.status == FAILED:
+            error = RunFailed(f"{item.photo.display}: its run {entry.run_id} failed in another "
+                              f"runflow-bg process ({entry.error or 'no details'}).",
+                              run_id=entry.run_id, code="FAILED_ELSEWHERE",
+                              hint="Add --retry-failed to submit it again.")
+            return self._outcome(item, client_ref=entry.client_ref, run=run, error=error)
+        saved = [SavedFile("", Path(path)) for path in entry.outputs]
+        for path in entry.outputs:
+            self.reporter.on_saved(path)
+        return self._outcome(item, client_ref=entry.client_ref, run=run, saved=saved, skipped=True)
 
     def _forget(self, item: Item) -> None:
         with self._lock:
@@ -270,8 +292,8 @@ class BatchRunner:
             for worker in workers:
                 worker.join(max(0.0, deadline - time.monotonic()))
         outcomes = [item.outcome for item in self.plan.items if item.outcome is not None]
-        with self._lock:
-            in_flight = sorted(set(self._in_flight.values()))
-        return BatchResult(outcomes, self.gate.created, self.gate.created * PRICE_USD,
+        in_flight = [entry.run_id or f"(client_ref {entry.client_ref}, being created)"
+                     for entry in self.journal.in_flight(self.plan.job)]
+        return BatchResult(outcomes, self.gate.created, self.gate.created * self.options.price,
                            self._left_over, interrupted or self.clock.stopped, in_flight,
-                           self.gate.closed_by)
+                           self.gate.closed_by, self.options.local)

@@ -15,10 +15,10 @@ from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 
-from runflow_bg.errors import InputError, RunflowBgError
+from runflow_bg.errors import InputError, RunflowBgError, UsageError
 from runflow_bg.images import InputFile, PreparedImage, read_input
-from runflow_bg.journal import CREATING, FAILED, SUBMITTED, SUCCEEDED, Entry, Journal
-from runflow_bg.naming import existing_first_output
+from runflow_bg.journal import FAILED, IN_FLIGHT, SUBMITTED, SUCCEEDED, Entry, Journal
+from runflow_bg.naming import check_replaceable, existing_first_output, render
 from runflow_bg.service.collect import Photo
 from runflow_bg.service.inputs import digest, local_source, request_hash
 from runflow_bg.service.replace import PRICE_USD, ReplaceOptions
@@ -59,10 +59,16 @@ class BatchOptions:
     concurrency: int = 4
     max_runs: int | None = None
     retry_failed: bool = False
+    local: bool = False  # the built-in emulator: nothing is paid
+
+    @property
+    def price(self) -> Decimal:
+        return Decimal(0) if self.local else PRICE_USD
 
 
 @dataclass
 class Plan:
+    price: Decimal
     job: str
     scene: PreparedImage
     scene_source: InputFile
@@ -75,11 +81,11 @@ class Plan:
     def runs_to_create(self) -> int:
         """Runs this batch may pay for: new ones, and resumed ones whose create is unconfirmed."""
         return self.count(Action.SUBMIT) + sum(
-            1 for i in self.items if i.action is Action.RESUME and i.entry and i.entry.status == CREATING)
+            1 for i in self.items if i.action is Action.RESUME and i.entry and i.entry.status != SUBMITTED)
 
     def estimated_cost(self, max_runs: int | None = None) -> Decimal:
         runs = self.runs_to_create if max_runs is None else min(max_runs, self.runs_to_create)
-        return runs * PRICE_USD
+        return runs * self.price
 
 
 def job_key(options: ReplaceOptions) -> str:
@@ -119,14 +125,20 @@ def _plan_item(photo: Photo, scene: PreparedImage, scene_digest: str, journal: J
     if entry is not None and entry.content_hash == content_hash:
         if entry.status == SUCCEEDED and all(Path(p).is_file() for p in entry.outputs):
             return Item(photo, Action.DONE, content_hash, entry)
-        if entry.status in (SUBMITTED, CREATING):
+        if entry.status in IN_FLIGHT:
             return Item(photo, Action.RESUME, content_hash, entry)
         if entry.status == FAILED and not options.retry_failed:
             return Item(photo, Action.FAILED, content_hash, entry)
     out_dir = item_options(request, photo).out_dir
-    if not request.overwrite and existing_first_output(
-            out_dir, request.name_template, stem=photo.path.stem, scene=scene.stem) is not None:
+    existing = existing_first_output(out_dir, request.name_template, stem=photo.path.stem,
+                                     scene=scene.stem)
+    if existing is not None and not request.overwrite:
         return Item(photo, Action.SKIP, content_hash, entry)
+    if existing is not None:
+        try:
+            check_replaceable(existing)
+        except InputError as exc:
+            return Item(photo, Action.INVALID, error=exc)
     if request.use_cache:
         cached = journal.succeeded_with_hash(content_hash)
         if cached is not None and all(Path(p).is_file() for p in cached.outputs):
@@ -134,11 +146,26 @@ def _plan_item(photo: Photo, scene: PreparedImage, scene_digest: str, journal: J
     return Item(photo, Action.SUBMIT, content_hash, entry)
 
 
+def _refuse_shared_outputs(photos: list[Photo], request: ReplaceOptions, scene_stem: str) -> None:
+    """Two items whose --name gives the same file would pay twice for one file: refuse first."""
+    seen: dict[str, Photo] = {}
+    for photo in photos:
+        name = render(request.name_template, stem=photo.path.stem, scene=scene_stem, index=0,
+                      run_id="run", ext="ext")
+        key = str(item_options(request, photo).out_dir / name)
+        other = seen.setdefault(key, photo)
+        if other is not photo:
+            raise UsageError(f"{other.display} and {photo.display} would both be saved as "
+                             f"{key.removesuffix('.ext')}.*.",
+                             hint="Put {stem} in --name, or give them different folders.")
+
+
 def plan_batch(photos: list[Photo], scene: PreparedImage, scene_source: InputFile,
                journal: Journal, options: BatchOptions) -> Plan:
     """Decide, locally and for free, what each photo needs."""
     job = job_key(options.request)
     scene_digest = digest(scene_source.data)
+    _refuse_shared_outputs(photos, options.request, scene.stem)
     items = [_plan_item(photo, scene, scene_digest, journal, job, options) for photo in photos]
     leaders: dict[str, Item] = {}
     for item in items:
@@ -146,4 +173,4 @@ def plan_batch(photos: list[Photo], scene: PreparedImage, scene_source: InputFil
             leader = leaders.setdefault(item.content_hash, item)
             if leader is not item and item.action is Action.SUBMIT:
                 item.action, item.leader = Action.FOLLOW, leader
-    return Plan(job, scene, scene_source, items)
+    return Plan(options.price, job, scene, scene_source, items)

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from runflow_bg.errors import UsageError
 from runflow_bg.images import IMAGE_SUFFIXES
+from runflow_bg.naming import OUTPUT_EXTENSIONS, render
 
 _GLOB_MAGIC = frozenset("*?[")
 
@@ -24,6 +25,7 @@ class Photo:
     path: Path
     display: str
     folder: PurePosixPath
+    named: bool = False  # given by its own name, not found in a folder or by a glob
 
     @property
     def key(self) -> str:
@@ -64,13 +66,13 @@ def collect_photos(args: list[str], cwd: Path) -> list[Photo]:
     """Every photo named by `args`, deduplicated, sorted; missing files are kept (they fail)."""
     photos: dict[Path, Photo] = {}
 
-    def add(path: Path, base: Path) -> None:
+    def add(path: Path, base: Path, named: bool = False) -> None:
         """Mirror the folder relative to the working directory, else relative to `base`."""
         resolved = path.resolve()
         if resolved not in photos:
             inside_cwd = resolved.is_relative_to(cwd.resolve())
             folder = _relative_folder(path, cwd if inside_cwd else base)
-            photos[resolved] = Photo(path, os.path.normpath(str(path)), folder)
+            photos[resolved] = Photo(path, os.path.normpath(str(path)), folder, named)
 
     for arg in args:
         path = Path(arg)
@@ -86,7 +88,7 @@ def collect_photos(args: list[str], cwd: Path) -> list[Photo]:
             if not matches:
                 raise UsageError(f"No photo matches {arg!r}.")
         else:
-            add(path, path.parent)
+            add(path, path.parent, named=True)
     ordered = sorted(photos.values(), key=lambda photo: photo.display)
     _refuse_collisions(ordered)
     return ordered
@@ -100,6 +102,32 @@ def _refuse_collisions(photos: list[Photo]) -> None:
             raise UsageError(
                 f"{other.display} and {photo.display} would be saved under the same name.",
                 hint="Rename one, or put them in different folders.")
+
+
+def drop_earlier_outputs(photos: list[Photo], recorded: set[str], out_dir: Path, template: str,
+                         scene_stem: str) -> tuple[list[Photo], int]:
+    """Leave out of folder and glob inputs what the tool itself saved: files the journal recorded
+    as outputs, and files standing where another photo's output goes.
+
+    A photo named on the command line is kept whatever it is. Returns the photos kept and how
+    many were left out.
+    """
+    root = out_dir.resolve()
+    recorded_paths = {Path(path).resolve() for path in recorded}
+    would_be_outputs = set()
+    for photo in photos:
+        folder = root / photo.folder
+        for ext in OUTPUT_EXTENSIONS:
+            name = render(template, stem=photo.path.stem, scene=scene_stem, index=0,
+                          run_id="run", ext=ext)
+            would_be_outputs.add(folder / name)
+    kept = []
+    for photo in photos:
+        resolved = photo.path.resolve()
+        if not photo.named and (resolved in recorded_paths or resolved in would_be_outputs):
+            continue
+        kept.append(photo)
+    return kept, len(photos) - len(kept)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

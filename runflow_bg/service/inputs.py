@@ -10,7 +10,6 @@ from typing import BinaryIO
 
 from runflow_bg.errors import InputError, UsageError
 from runflow_bg.images import InputFile, PreparedImage, prepare_image, read_input, same_file
-from runflow_bg.naming import existing_first_output
 from runflow_bg.packing import Package, pack
 from runflow_bg.progress import Reporter
 from runflow_bg.urls import is_allowed_url, redact_url
@@ -128,11 +127,3 @@ def check_output_dir(out_dir: Path, *, create: bool = True) -> None:
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise InputError(f"The output folder {out_dir} is not writable.",
                          hint="Choose another folder with -o/--out.")
-
-
-def check_first_output_free(inputs: Inputs, out_dir: Path, template: str) -> None:
-    """Refuse before spending anything when the first output's file already exists."""
-    existing = existing_first_output(out_dir, template, stem=inputs.stem, scene=inputs.scene_stem)
-    if existing is not None:
-        raise InputError(f"{existing} already exists.",
-                         hint="Add --overwrite to replace it, or choose another --name or --out.")

@@ -1,24 +1,25 @@
-"""The replace use case: upload, create exactly once, then settle the run."""
+"""The replace use case: checks against the journal and the disk, submit once, settle the run."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from runflow_bg.client import RunflowClient, new_client_ref
+from runflow_bg.client import RunflowClient
 from runflow_bg.download import OutputNaming, SavedFile
-from runflow_bg.errors import InputError, Interrupted
-from runflow_bg.journal import CREATING, FAILED, SUBMITTED, Journal
+from runflow_bg.errors import InputError, Interrupted, RunFailed
+from runflow_bg.fsutil import atomic_write_bytes
+from runflow_bg.journal import FAILED, SUCCEEDED, Entry, Journal, Request
 from runflow_bg.models import Run
-from runflow_bg.naming import DEFAULT_TEMPLATE, output_path, render
+from runflow_bg.naming import (DEFAULT_TEMPLATE, check_replaceable, existing_first_output,
+                               output_path, render)
 from runflow_bg.polling import PollSchedule
-from runflow_bg.progress import Reporter, human_size
+from runflow_bg.progress import Reporter
 from runflow_bg.service.inputs import MODEL, Inputs
 from runflow_bg.service.results import Outcome
 from runflow_bg.service.settle import Waiting, settle
+from runflow_bg.service.submit import outputs_present, submit
 
 PRICE_USD = Decimal("0.35")
 
@@ -50,7 +51,8 @@ class ReplaceOptions:
         return Outcome(photo=inputs.photo, scene=inputs.scene, prompt=self.prompt, **fields)
 
 
-def dry_run_summary(inputs: Inputs, options: ReplaceOptions, model: str = MODEL) -> dict:
+def dry_run_summary(inputs: Inputs, options: ReplaceOptions, *, local: bool = False,
+                    model: str = MODEL) -> dict:
     """What a real run would send and cost; computed without any network call."""
     members = [{"name": n, "bytes": s} for n, s in inputs.package.members] if inputs.package else []
     return {
@@ -64,15 +66,20 @@ def dry_run_summary(inputs: Inputs, options: ReplaceOptions, model: str = MODEL)
         "input": inputs.run_input("<uploaded zip>" if inputs.package else inputs.zip_url or "",
                                   options.prompt),
         "prompt": options.prompt,
-        "estimated_cost": str(PRICE_USD),
+        "estimated_cost": "0.00" if local else str(PRICE_USD),
         "currency": "USD",
+        "local": local,
         "out_dir": str(options.out_dir),
     }
 
 
 def copy_outputs(previous: list[str], run_id: str, inputs: Inputs, options: ReplaceOptions,
                  reporter: Reporter) -> list[SavedFile]:
-    """Copy already saved outputs to this request's names (a result paid for once, reused)."""
+    """Copy already saved outputs to this request's names (a result paid for once, reused).
+
+    Each copy is written beside its final name and renamed into place, so a full disk never
+    leaves half a file there.
+    """
     naming = options.naming(inputs)
     saved = []
     for index, source in enumerate(previous):
@@ -81,92 +88,90 @@ def copy_outputs(previous: list[str], run_id: str, inputs: Inputs, options: Repl
                           run_id=run_id, ext=ext)
         target = output_path(options.out_dir, relative)
         if target.resolve() != Path(source).resolve():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+            atomic_write_bytes(target, Path(source).read_bytes(), 0o644)
         saved.append(SavedFile("", target))
         reporter.on_saved(str(target))
     return saved
+
+
+def request_for(inputs: Inputs, options: ReplaceOptions) -> Request:
+    """The journal's view of a `replace`: its content, in its output folder."""
+    content_hash = inputs.content_hash(options.prompt)
+    return Request(content_hash=content_hash, job="replace",
+                   item=f"{content_hash}:{options.out_dir.resolve()}", photo=inputs.photo,
+                   scene=inputs.scene, prompt=options.prompt, out_dir=str(options.out_dir),
+                   name_template=options.name_template)
+
+
+def finished_outcome(entry: Entry, options: ReplaceOptions, inputs: Inputs) -> Outcome:
+    """A request finished before, here or by another process: its files, or its failure."""
+    run = Run(id=entry.run_id or "", status=entry.status, client_ref=entry.client_ref)
+    if entry.status == FAILED:
+        error = RunFailed(f"{inputs.photo}: the run {entry.run_id or ''} failed "
+                          f"({entry.error or 'no details'}).".replace("run  ", "run "),
+                          run_id=entry.run_id, code="FAILED_EARLIER",
+                          hint="Run the command again to submit it anew.")
+        return options.outcome(inputs, client_ref=entry.client_ref, run=run, error=error)
+    saved = [SavedFile("", Path(path)) for path in entry.outputs]
+    return options.outcome(inputs, client_ref=entry.client_ref, run=run, saved=saved, skipped=True)
+
+
+def check_outputs(journal: Journal, inputs: Inputs, options: ReplaceOptions) -> Outcome | None:
+    """Before anything is spent: this request's own outputs in place mean it is done (None when
+    it is not); anything else at the first output's name is refused without --overwrite."""
+    existing = existing_first_output(options.out_dir, options.name_template, stem=inputs.stem,
+                                     scene=inputs.scene_stem)
+    if existing is None:
+        return None
+    request = request_for(inputs, options)
+    entry = journal.latest_for_item(request.job, request.item)
+    if (entry is not None and entry.status == SUCCEEDED and entry.content_hash == request.content_hash
+            and str(existing) in entry.outputs and outputs_present(entry)):
+        return finished_outcome(entry, options, inputs)
+    if options.overwrite:
+        check_replaceable(existing)
+        return None
+    raise InputError(f"{existing} already exists.",
+                     hint="Add --overwrite to replace it, or choose another --name or --out.")
 
 
 def _reuse_cached(journal: Journal, inputs: Inputs, options: ReplaceOptions,
                   reporter: Reporter) -> Outcome | None:
     """The saved outputs of an identical request that already succeeded, if still there."""
     entry = journal.succeeded_with_hash(inputs.content_hash(options.prompt))
-    if entry is None or not entry.outputs or not all(Path(p).is_file() for p in entry.outputs):
+    if entry is None or not outputs_present(entry):
         return None
     saved = copy_outputs(list(entry.outputs), entry.run_id or "run", inputs, options, reporter)
     reporter.on_notice(f"reused the result of run {entry.run_id} (identical request; "
                        "--no-cache pays for a new run)")
-    run = Run(id=entry.run_id or "", status="succeeded", client_ref=entry.client_ref)
+    run = Run(id=entry.run_id or "", status=SUCCEEDED, client_ref=entry.client_ref)
     return options.outcome(inputs, client_ref=entry.client_ref, run=run, saved=saved, cached=True)
-
-
-def submit(client: RunflowClient, journal: Journal, inputs: Inputs, options: ReplaceOptions,
-           reporter: Reporter, *, job: str, item: str,
-           before_create: Callable[[], None] | None = None) -> tuple[str, Run]:
-    """Create the item's run exactly once: resume a recorded one, else upload, record, create.
-
-    A request recorded as submitted is picked up by its run id; one recorded as creating (the
-    process died during the create) is looked up by its client_ref before anything is sent.
-    `before_create` runs right before a paid create (a budget gate may raise there).
-    """
-    content_hash = inputs.content_hash(options.prompt)
-    pending = journal.latest_for_item(job, item)
-    client_ref = None
-    if pending is not None and pending.content_hash == content_hash:
-        if pending.status == SUBMITTED and pending.run_id:
-            reporter.on_notice(f"resuming run {pending.run_id}, submitted earlier")
-            return pending.client_ref, client.get_run(pending.run_id)
-        if pending.status == CREATING:
-            existing = client.find_run_by_client_ref(pending.client_ref)
-            if existing is not None:
-                reporter.on_notice(f"resuming run {existing.id}, created earlier")
-                journal.record_run(pending.client_ref, existing.id)
-                return pending.client_ref, existing
-            client_ref = pending.client_ref
-    zip_url = inputs.zip_url
-    if inputs.package is not None:
-        asset = client.upload(inputs.package.data, "inputs.zip",
-                              on_bytes=lambda done, total: reporter.on_bytes("upload", done, total))
-        reporter.on_stage(f"uploaded inputs.zip ({human_size(len(inputs.package.data))})")
-        zip_url = asset.url
-    assert zip_url is not None
-    if before_create is not None:
-        before_create()
-    if client_ref is None:
-        client_ref = new_client_ref()
-        journal.record_request(client_ref=client_ref, content_hash=content_hash,
-                               photo=inputs.photo, scene=inputs.scene, prompt=options.prompt,
-                               out_dir=str(options.out_dir), name_template=options.name_template,
-                               job=job, item=item)
-    try:
-        run = client.create_run(inputs.run_input(zip_url, options.prompt), model=MODEL,
-                                client_ref=client_ref, callback_url=options.callback_url,
-                                metadata=options.metadata)
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"Interrupted while creating the run (client_ref {client_ref}); it may exist.",
-            hint="Run the same command again: it looks the run up instead of paying twice.") from None
-    except InputError as exc:  # refused for good: nothing was created, and retrying won't help
-        journal.record_finish(client_ref, FAILED, error=exc.message)
-        raise
-    journal.record_run(client_ref, run.id)
-    return client_ref, run
 
 
 def replace(client: RunflowClient, journal: Journal, inputs: Inputs, options: ReplaceOptions,
             reporter: Reporter) -> Outcome:
-    """One photo, one scene: reuse an identical result, or submit, wait and download."""
+    """One photo, one scene: done already, reuse an identical result, or submit, wait, save."""
+    done = check_outputs(journal, inputs, options)
+    if done is not None:
+        reporter.on_notice(f"already done by run {done.id}; its outputs are in place")
+        return done
     if options.use_cache:
         cached = _reuse_cached(journal, inputs, options, reporter)
         if cached is not None:
             return cached
-    item = f"{inputs.content_hash(options.prompt)}:{options.out_dir.resolve()}"
     try:
-        client_ref, run = submit(client, journal, inputs, options, reporter, job="replace", item=item)
+        submitted = submit(client, journal, request_for(inputs, options), inputs, reporter,
+                           callback_url=options.callback_url, metadata=options.metadata,
+                           retry_failed=True)
     except KeyboardInterrupt:
         raise Interrupted("Interrupted before the run was submitted; nothing was spent.") from None
+    if isinstance(submitted, Entry):
+        outcome = finished_outcome(submitted, options, inputs)
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome
     if not options.wait:
-        return options.outcome(inputs, client_ref=client_ref, run=run)
-    run, saved = settle(client, journal, run, options.naming(inputs), reporter, options.waiting())
-    return options.outcome(inputs, client_ref=client_ref, run=run, saved=saved)
+        return options.outcome(inputs, client_ref=submitted.client_ref, run=submitted.run)
+    run, saved = settle(client, journal, submitted.run, options.naming(inputs), reporter,
+                        options.waiting())
+    return options.outcome(inputs, client_ref=submitted.client_ref, run=run, saved=saved)
