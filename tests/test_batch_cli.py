@@ -236,7 +236,8 @@ def test_sigint_exits_130_names_runs_in_flight_and_resumes(emu, env, tmp_path):
     for run in emu.runs():
         assert run["id"] in stderr.decode()
     assert "Run the same command again to resume" in stderr.decode()
-    emu.run_seconds = 0.2
+    emu.run_seconds = 0.2  # for the runs the re-run creates
+    emu.finish_runs()  # the runs in flight end now instead of after 30 s
     result = batch(*args, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr.decode()
     assert emu.created_run_count == 6 and len(outputs_under(tmp_path / "out")) == 6

@@ -694,6 +694,39 @@ def test_status_override_holds_runs_until_cleared(emu, api, receiver):
     assert json.loads(hit.body)["status"] == "succeeded"
 
 
+def test_finish_runs_ends_a_long_run_at_once_with_its_output(emu, api, receiver):
+    emu.run_seconds = 60
+    run = create(api, upload(api, sample_zip())["url"], callback_url=receiver.url)
+    assert api.get(f"/runs/{run['id']}").json()["status_code"] == "queued"
+    emu.finish_runs()
+    done = api.get(f"/runs/{run['id']}").json()
+    assert done["status_code"] == "succeeded" and done["completed_at"] is not None
+    assert done["started_at"] <= done["completed_at"] and done["duration_ms"] < 60_000
+    [url] = done["output"]["image_urls"]
+    assert Image.open(io.BytesIO(plain_get(url).content)).format == "WEBP"
+    [hit] = eventually(lambda: receiver.hits)
+    assert json.loads(hit.body)["status"] == "succeeded"
+    emu.finish_runs()  # a finished run stays as it was
+    assert api.get(f"/runs/{run['id']}").json() == done
+
+
+def test_finish_runs_lets_go_of_runs_held_by_a_status_override(emu, api, receiver):
+    emu.faults.status_override = "warming_up"
+    url = upload(api, sample_zip())["url"]
+    held = create(api, url, callback_url=receiver.url)
+    failing = create(api, NOWHERE)
+    time.sleep(2 * FAST["run_seconds"])
+    assert api.get(f"/runs/{held['id']}").json()["status_code"] == "warming_up"
+    emu.finish_runs()
+    assert api.get(f"/runs/{held['id']}").json()["output"]["image_urls"]
+    assert api.get(f"/runs/{failing['id']}").json()["failure_code"] == "INPUT_FETCH_FAILED"
+    [hit] = eventually(lambda: receiver.hits)
+    assert json.loads(hit.body)["status"] == "succeeded"
+    later = create(api, url)  # the override still holds runs made afterwards
+    time.sleep(2 * FAST["run_seconds"])
+    assert api.get(f"/runs/{later['id']}").json()["status_code"] == "warming_up"
+
+
 # -- callbacks -------------------------------------------------------------------------------
 
 def test_callback_is_signed_and_shaped_without_polling(receiver):
@@ -780,3 +813,21 @@ def test_stop_closes_idle_connections_and_joins_threads():
     with pytest.raises(httpx.TransportError):
         client.get("/auth/me")
     client.close()
+
+
+def test_stop_does_not_wait_out_long_runs():
+    before = set(threading.enumerate())
+    emulator = Emulator(**{**FAST, "run_seconds": 60}).start()
+    hook = f"http://127.0.0.1:{closed_port()}/hook"
+    with httpx.Client(base_url=f"{emulator.base_url}/v1", headers=AUTH, verify=TLS) as client:
+        url = upload(client, sample_zip())["url"]
+        for _ in range(3):
+            create(client, url, callback_url=hook)
+        emulator.faults.status_override = "warming_up"
+        create(client, url, callback_url=hook)
+    time.sleep(2 * FAST["run_seconds"])  # each run has its result and is waiting out its time
+    assert [run["status_code"] for run in emulator.runs()] == ["warming_up"] * 4
+    started = time.monotonic()
+    emulator.stop()
+    assert time.monotonic() - started < 1.0
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("runflow-emulator")]

@@ -14,6 +14,7 @@ from runflow_bg.emulator.state import RequestRecord, State
 from runflow_bg.emulator.worker import Worker
 
 STOP_TIMEOUT = 5.0
+FINISH_TIMEOUT = 15.0  # a run still fetching a foreign zip_url may take FETCH_TIMEOUT
 
 
 class Emulator:
@@ -35,6 +36,7 @@ class Emulator:
         self._threads_lock = threading.Lock()
         self._server: Server | None = None
         self._api: Api | None = None
+        self._worker: Worker | None = None
         self._serve_thread: threading.Thread | None = None
 
     def start(self) -> Emulator:
@@ -46,9 +48,9 @@ class Emulator:
         links = Links(self.base_url)
         sender = CallbackSender(self.callback_secret, self.callback_retry_delays, self._stop,
                                 self._state.add_delivery)
-        worker = Worker(self._state, links, self.faults, sender, self._stop, self._spawn)
+        self._worker = Worker(self._state, links, self.faults, sender, self._stop, self._spawn)
         self._api = self._server.api = Api(api_key=self.api_key, state=self._state, faults=self.faults,
-                                           links=links, worker=worker, run_seconds=self.run_seconds)
+                                           links=links, worker=self._worker, run_seconds=self.run_seconds)
         self._serve_thread = threading.Thread(target=self._server.serve, name="runflow-emulator", daemon=True)
         self._serve_thread.start()
         return self
@@ -58,6 +60,7 @@ class Emulator:
         if self._server is None or self._stop.is_set():
             return
         self._stop.set()
+        self._worker.wake()  # runs waiting out a long run_seconds end their wait now
         self._server.wake()
         self._serve_thread.join()
         self._server.server_close()
@@ -92,6 +95,20 @@ class Emulator:
             raise RuntimeError("Start the emulator first.")
         host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    def finish_runs(self) -> None:
+        """End every unfinished run now, held ones too, so a test need not wait out run_seconds.
+
+        Each keeps its computed outcome (one still computing is waited for), so the next read shows
+        it finished, and its callback goes out.
+        """
+        runs = self._state.runs()
+        now = time.monotonic()
+        for run in runs:
+            run.finish_now(now)
+        if self._worker is not None:
+            self._worker.wake()
+            self._worker.wait_outcomes(runs, FINISH_TIMEOUT)
 
     def set_balance(self, balance: str | None) -> None:
         """A decimal string in USD; None makes the balance endpoint answer 404."""

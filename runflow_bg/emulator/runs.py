@@ -63,6 +63,15 @@ class Run:
         override = self.override()
         return override is None or end < override[1]
 
+    def finish_now(self, now: float) -> None:
+        """Cut an unfinished run's time to `now` and free it from any status override.
+
+        It then ends with the outcome it has (or gets, if still computing); its times stay consistent.
+        """
+        if not self.is_finished(now):
+            self.override = _no_override
+            self.run_seconds = min(self.run_seconds, max(0.0, now - self.created))
+
     def status(self, now: float, spelling: str = "default") -> str:
         if self.is_finished(now):
             return self.outcome.status or ("partial_succeeded" if spelling == "alt" else "succeeded")

@@ -39,6 +39,7 @@ class Worker:
         self.sender = sender
         self.stop = stop
         self.spawn = spawn
+        self._wake = threading.Condition()
 
     def start(self, run: Run, failure: RunFailure | None) -> None:
         self.spawn(self._carry, run, failure)
@@ -46,21 +47,38 @@ class Worker:
     def redeliver(self, run: Run) -> None:
         self.spawn(self._send_callback, run)
 
+    def wake(self) -> None:
+        """Make waiting runs look again: finish_runs() ended them early, or the emulator is stopping."""
+        with self._wake:
+            self._wake.notify_all()
+
+    def wait_outcomes(self, runs: list[Run], timeout: float) -> None:
+        """Wait until each run has its result (or the emulator stops), so none is left computing."""
+        with self._wake:
+            self._wake.wait_for(lambda: self.stop.is_set() or all(r.outcome is not None for r in runs),
+                                timeout)
+
     def _carry(self, run: Run, failure: RunFailure | None) -> None:
         if failure is not None:
-            run.outcome = Outcome(status=failure.status, code=failure.code, message=failure.message,
-                                  stage="inference")
+            outcome = Outcome(status=failure.status, code=failure.code, message=failure.message,
+                              stage="inference")
         else:
-            run.outcome = self._compute(run)
+            outcome = self._compute(run)
+        with self._wake:  # wait_outcomes() may be waiting for this result
+            run.outcome = outcome
+            self._wake.notify_all()
         if run.callback_url and self._wait_finished(run):
             self._send_callback(run)
 
     def _wait_finished(self, run: Run) -> bool:
         """Wait out the run's time and any status override holding it; False when the emulator stops."""
-        while not run.is_finished(time.monotonic()):
-            if self.stop.wait(max(0.0, run.finish_time() - time.monotonic()) or HOLD_POLL):
-                return False
-        return True
+        with self._wake:  # checked under the lock, so a wake() between check and wait is not lost
+            while not self.stop.is_set():
+                now = time.monotonic()
+                if run.is_finished(now):
+                    return True
+                self._wake.wait(max(0.0, run.finish_time() - now) or HOLD_POLL)
+        return False
 
     def _send_callback(self, run: Run) -> None:
         view = run.view(time.monotonic(), self.links, spelling=self.faults.status_spelling,
