@@ -16,6 +16,7 @@ from pathlib import Path
 
 from runflow_bg.client import RunflowClient
 from runflow_bg.errors import InputError, ProtocolError, UnavailableError
+from runflow_bg.fsutil import PART_SUFFIX, part_prefix
 from runflow_bg.models import Run
 from runflow_bg.naming import output_path, render
 from runflow_bg.transfers import ByteCallback, UrlExpired
@@ -77,7 +78,8 @@ def place(tmp: Path, final: Path, overwrite: bool) -> None:
 def _save_one(client: RunflowClient, url: str, naming: OutputNaming, index: int, run_id: str,
               on_bytes: ByteCallback | None) -> Path:
     naming.out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".runflow-bg-", suffix=".part", dir=naming.out_dir)
+    fd, tmp_name = tempfile.mkstemp(prefix=part_prefix(f"run-{index}"), suffix=PART_SUFFIX,
+                                    dir=naming.out_dir)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w+b") as handle:

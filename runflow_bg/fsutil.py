@@ -1,4 +1,8 @@
-"""Atomic file writes: a temporary file beside the target, then a rename."""
+"""Files written whole or not at all: a temporary file beside the target, then a rename.
+
+Temporary files are named `.runflow-bg-<pid>-<name>.<random>.part`, so that a later command can
+tell the leftovers of a killed process from the work of a live one and remove only those.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,20 @@ import os
 import tempfile
 from pathlib import Path
 
+PART_PREFIX = ".runflow-bg-"
+PART_SUFFIX = ".part"
+
+
+def part_prefix(name: str) -> str:
+    """The prefix of this process's temporary files for `name`."""
+    return f"{PART_PREFIX}{os.getpid()}-{name}."
+
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=part_prefix(path.name), suffix=PART_SUFFIX,
+                                    dir=path.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
@@ -21,6 +34,32 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_parts(folder: Path) -> int:
+    """Remove, under `folder`, the temporary files of processes that no longer run."""
+    removed = 0
+    if not folder.is_dir():
+        return removed
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if not (name.startswith(PART_PREFIX) and name.endswith(PART_SUFFIX)):
+                continue
+            pid = name[len(PART_PREFIX):].split("-", 1)[0]
+            if pid.isdigit() and not _running(int(pid)):
+                Path(root, name).unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def private_dir(path: Path) -> Path:

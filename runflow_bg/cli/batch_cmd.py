@@ -210,8 +210,8 @@ def _print_dry_run(terminal, plan, options, as_json: bool) -> None:
 
 def _finish(invocation, result, outcomes: list[dict], scene: str, report: Path | None) -> None:
     from runflow_bg.cli.batch_view import append_step_summary, print_summary, summary_rows
-    from runflow_bg.errors import (BudgetReached, InsufficientCredit, Interrupted, RunFailed,
-                                   UnavailableError)
+    from runflow_bg.errors import (BudgetReached, CreateUnknown, InsufficientCredit, Interrupted,
+                                   RunFailed, UnavailableError)
 
     counts = {name: result.count(name) for name in ("succeeded", "failed", "skipped", "cached")}
     rows = summary_rows(counts, result.runs_created, None if result.local else result.spent)
@@ -231,6 +231,9 @@ def _finish(invocation, result, outcomes: list[dict], scene: str, report: Path |
                                  f"{result.left_over} items were not submitted.")
     if result.left_over:
         raise BudgetReached(f"--max-cost reached; {result.left_over} items were not submitted.")
+    if failures and all(isinstance(e, CreateUnknown) for e in failures):
+        raise CreateUnknown(f"{len(failures)} items stopped: whether their runs were created is "
+                            "unknown.")
     if failures and all(isinstance(e, UnavailableError) for e in failures):
         raise UnavailableError(f"{len(failures)} items failed: Runflow stayed unavailable.")
     if failures:

@@ -121,7 +121,7 @@ def _isatty(stream: TextIO) -> bool:
 def finished_line(run: Run, elapsed: float) -> str:
     took = run.duration_ms / 1000 if run.duration_ms else elapsed
     if run.state is RunState.SUCCEEDED:
-        cost = f", cost {run.cost}" if run.cost else ""
+        cost = f", cost {run.cost}" if run.cost and run.cost.strip("0.") else ""
         return f"{run.status} in {format_duration(took)}{cost}"
     reason = ": ".join(p for p in (run.failure_code, run.failure_message) if p)
     return f"{run.status}{f' ({reason})' if reason else ''}"

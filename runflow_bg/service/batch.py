@@ -19,6 +19,7 @@ from runflow_bg.client import RunflowClient
 from runflow_bg.download import SavedFile
 from runflow_bg.errors import (BudgetReached, InputError, InsufficientCredit, Interrupted,
                                RunFailed, RunflowBgError)
+from runflow_bg.fsutil import remove_stale_parts
 from runflow_bg.journal import FAILED, SUBMITTED, SUCCEEDED, Entry, Journal, Request
 from runflow_bg.models import Run
 from runflow_bg.progress import Reporter
@@ -272,6 +273,7 @@ class BatchRunner:
 
     def run(self) -> BatchResult:
         """Process every item; Ctrl-C stops submitting and reports what is in flight."""
+        remove_stale_parts(self.options.request.out_dir)
         work: queue.Queue = queue.Queue()
         for item in self.plan.items:  # leaders before their followers, by construction
             work.put(item)

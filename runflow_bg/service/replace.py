@@ -9,7 +9,7 @@ from pathlib import Path
 from runflow_bg.client import RunflowClient
 from runflow_bg.download import OutputNaming, SavedFile
 from runflow_bg.errors import InputError, Interrupted, RunFailed
-from runflow_bg.fsutil import atomic_write_bytes
+from runflow_bg.fsutil import atomic_write_bytes, remove_stale_parts
 from runflow_bg.journal import FAILED, SUCCEEDED, Entry, Journal, Request
 from runflow_bg.models import Run
 from runflow_bg.naming import (DEFAULT_TEMPLATE, check_replaceable, existing_first_output,
@@ -151,6 +151,7 @@ def _reuse_cached(journal: Journal, inputs: Inputs, options: ReplaceOptions,
 def replace(client: RunflowClient, journal: Journal, inputs: Inputs, options: ReplaceOptions,
             reporter: Reporter) -> Outcome:
     """One photo, one scene: done already, reuse an identical result, or submit, wait, save."""
+    remove_stale_parts(options.out_dir)
     done = check_outputs(journal, inputs, options)
     if done is not None:
         reporter.on_notice(f"already done by run {done.id}; its outputs are in place")
