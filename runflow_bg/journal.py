@@ -65,6 +65,7 @@ CREATE INDEX IF NOT EXISTS requests_by_item ON requests (job, item);
 CREATE INDEX IF NOT EXISTS requests_by_run ON requests (run_id);
 """
 _ADDED_COLUMNS = (("owner", "TEXT"), ("sent_at", "REAL"))
+_SETUP_ATTEMPTS = 200  # 10 s at most
 
 
 @dataclass(frozen=True)
@@ -174,18 +175,30 @@ class Journal:
                 Path(path).touch(mode=0o600)
             self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None,
                                        check_same_thread=False)
-            self._db.execute("PRAGMA busy_timeout=30000")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
-            for name, kind in _ADDED_COLUMNS:
-                if name not in columns:
-                    self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
+            self._set_up()
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"Cannot open the journal {path}: {exc}.",
                                hint="Check RUNFLOW_BG_HOME and the disk.") from None
         self._lock = threading.RLock()
+
+    def _set_up(self) -> None:
+        """WAL mode and the schema. Switching a new file to WAL does not wait for a busy lock
+        the way other statements do, so two processes opening it at once try again briefly."""
+        for attempt in range(_SETUP_ATTEMPTS):
+            try:
+                self._db.execute("PRAGMA busy_timeout=30000")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
+                for name, kind in _ADDED_COLUMNS:
+                    if name not in columns:
+                        self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == _SETUP_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         with self._lock:

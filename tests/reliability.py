@@ -408,6 +408,92 @@ for _phase, (_slow, _when, _has_run) in PHASES.items():
                     f"in all, saved {', '.join(ctx.outputs()) or 'nothing'}"), ok
 
 
+# -- money: exactly once across processes, lost answers and interrupts ------------------------
+
+def _together(ctx: Ctx, *commands: tuple[str, ...]) -> list[Result]:
+    """Start the CLI in several real processes at once, and wait for them all."""
+    processes = [subprocess.Popen(ctx.argv(args, debug=False), env=ctx.env, cwd=ctx.work,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL) for args in commands]
+    results = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=60)
+        results.append(Result(process.returncode, stdout.decode(errors="replace"),
+                              stderr.decode(errors="replace")))
+        ctx.captured += [results[-1].stdout, results[-1].stderr]
+    return results
+
+
+def _catalogue(ctx: Ctx, count: int) -> None:
+    (ctx.work / "photos").mkdir()
+    for index in range(count):
+        write_photo(ctx.work / "photos" / f"p{index}.png", size=(48, 36),
+                    color=(30 + index * 20, 90, 160))
+
+
+BATCH = ("batch", "photos", "--scene", "scene.jpg", "-o", "out", "--yes", "-j", "3")
+TRIALS = 20
+
+for _trial in range(1, TRIALS + 1):
+    @scenario(f"two replace at once, trial {_trial}",
+              "both exit 0 with the same file, exactly 1 create")
+    def _(ctx):
+        ctx.emu.run_seconds = 0.3
+        first, second = _together(ctx, REPLACE, REPLACE)
+        created = ctx.emu.created_run_count
+        ok = first.code == second.code == 0 and created == 1 and ctx.outputs() == SAVED
+        ok &= first.stdout == second.stdout == "bottle-bg.webp\n"
+        return f"exits {first.code}/{second.code}, {created} create(s), duplicates {created - 1}", ok
+
+    @scenario(f"two batches of 6 at once, trial {_trial}",
+              "both exit 0, every item saved, exactly 6 creates")
+    def _(ctx):
+        _catalogue(ctx, 6)
+        ctx.emu.run_seconds = 0.2
+        first, second = _together(ctx, BATCH, BATCH)
+        created = ctx.emu.created_run_count
+        saved = len([p for p in ctx.outputs() if p.startswith("out/")])
+        ok = first.code == second.code == 0 and created == 6 and saved == 6
+        return (f"exits {first.code}/{second.code}, {created} creates, duplicates {created - 6}, "
+                f"{saved} saved"), ok
+
+
+for _trial in range(1, 6):
+    @scenario(f"SIGINT while a batch uploads, trial {_trial}",
+              "exit 130, no create after the signal, every run created listed; re-run: 6 in all")
+    def _(ctx):
+        _catalogue(ctx, 6)
+        ctx.emu.run_seconds = 0.2
+        ctx.emu.faults.delay("storage_put", 0.4)
+        at_signal = []
+
+        def uploading() -> bool:
+            if ctx.emu.count("storage_put") >= 2:
+                at_signal.append(ctx.emu.created_run_count)
+                return True
+            return False
+
+        result = ctx.interrupt(BATCH, uploading, signal.SIGINT)
+        created = ctx.emu.created_run_count
+        after = created - (at_signal[0] if at_signal else 0)
+        listed = all(run["id"] in result.stderr for run in ctx.emu.runs())
+        ctx.emu.faults.clear()
+        again = ctx.cli(*BATCH)
+        ok = result.code == 130 and after == 0 and listed
+        ok &= again.code == 0 and ctx.emu.created_run_count == 6
+        return (f"exit {result.code}, {after} create(s) after the signal, listed: {listed}; "
+                f"re-run exit {again.code}, {ctx.emu.created_run_count} creates in all"), ok
+
+
+for _trial in range(1, 4):
+    @scenario(f"create answered after the client's timeout, trial {_trial}",
+              "exit 0, exactly 1 run: found by its client_ref, not created again")
+    def _(ctx):
+        ctx.emu.faults.delay("run_create", 1.0, count=1)
+        ctx.env["RUNFLOW_BG_HTTP_TIMEOUT"] = "0.3"
+        return check(ctx, ctx.cli(*REPLACE), code=0, runs=1, saved=SAVED)
+
+
 # -- secrets ----------------------------------------------------------------------------------
 
 @scenario("credentials file", "0600 in a 0700 folder; readable by others draws a warning")
