@@ -10,7 +10,7 @@ from runflow_bg.client import RunflowClient
 from runflow_bg.download import OutputNaming, SavedFile
 from runflow_bg.errors import InputError, Interrupted, RunFailed
 from runflow_bg.fsutil import atomic_write_bytes, remove_stale_parts
-from runflow_bg.journal import FAILED, SUCCEEDED, Entry, Journal, Request
+from runflow_bg.journal import FAILED, IN_FLIGHT, SUCCEEDED, Entry, Journal, Request
 from runflow_bg.models import Run
 from runflow_bg.naming import (DEFAULT_TEMPLATE, check_replaceable, existing_first_output,
                                output_path, render)
@@ -118,16 +118,20 @@ def finished_outcome(entry: Entry, options: ReplaceOptions, inputs: Inputs) -> O
 
 def check_outputs(journal: Journal, inputs: Inputs, options: ReplaceOptions) -> Outcome | None:
     """Before anything is spent: this request's own outputs in place mean it is done (None when
-    it is not); anything else at the first output's name is refused without --overwrite."""
+    it is not); a file left by this request's run while the journal lags is not in the way
+    (settling the run finds the same bytes there); anything else at the first output's name is
+    refused without --overwrite."""
     existing = existing_first_output(options.out_dir, options.name_template, stem=inputs.stem,
                                      scene=inputs.scene_stem)
     if existing is None:
         return None
     request = request_for(inputs, options)
     entry = journal.latest_for_item(request.job, request.item)
-    if (entry is not None and entry.status == SUCCEEDED and entry.content_hash == request.content_hash
-            and str(existing) in entry.outputs and outputs_present(entry)):
-        return finished_outcome(entry, options, inputs)
+    if entry is not None and entry.content_hash == request.content_hash:
+        if entry.status == SUCCEEDED and str(existing) in entry.outputs and outputs_present(entry):
+            return finished_outcome(entry, options, inputs)
+        if entry.status in IN_FLIGHT:
+            return None
     if options.overwrite:
         check_replaceable(existing)
         return None
