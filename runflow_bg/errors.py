@@ -12,7 +12,8 @@
     +-- InsufficientCredit (8)          402 from the API
     +-- BudgetReached (8)               --max-cost reached
     +-- CreateUnknown (9)               a create's answer was lost and the run cannot be found yet
-    +-- Interrupted (130)               Ctrl-C or SIGTERM
+    +-- Interrupted (130)               Ctrl-C, SIGTERM or SIGHUP
+    +-- OutputClosed (141)              stdout was closed (a reader such as `head` went away)
 
 Messages name files, run ids and request ids, never an API key or a presigned query string.
 Exactly one place (the CLI) turns these into text and an exit code.
@@ -37,6 +38,7 @@ class ExitCode(IntEnum):
     CREDIT = 8
     CREATE_UNKNOWN = 9
     INTERRUPTED = 130
+    OUTPUT_CLOSED = 141
 
 
 class RunflowBgError(Exception):
@@ -131,3 +133,10 @@ class CreateUnknown(RunflowBgError):
 
 class Interrupted(RunflowBgError):
     exit_code = ExitCode.INTERRUPTED
+
+
+class OutputClosed(RunflowBgError):
+    """Whoever read stdout went away: what was paid for is kept, and nothing new is started."""
+
+    exit_code = ExitCode.OUTPUT_CLOSED
+    default_hint = "Run the same command again with stdout open: nothing is paid twice."

@@ -30,21 +30,39 @@ class RunflowGroup(TyperGroup):
         from typer._click.exceptions import ClickException
 
         try:
-            return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, ClickException):
+            result = super().invoke(ctx)
+        except (typer.Exit, ClickException):
             raise
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, typer.Abort):  # Ctrl-C anywhere, a prompt's included
             from runflow_bg.errors import Interrupted
 
             raise typer.Exit(_report(ctx, Interrupted("Interrupted.")))
         except Exception as exc:
             raise typer.Exit(_report(ctx, exc))
+        _stop_if_stdout_closed(ctx)
+        return result
+
+
+def _stop_if_stdout_closed(ctx) -> None:
+    """A command that finished without noticing its reader left still exits 141, and says so."""
+    invocation = ctx.obj
+    if invocation is not None and invocation.terminal.stdout_closed:
+        from runflow_bg.errors import OutputClosed
+
+        raise typer.Exit(_report(ctx, OutputClosed("stdout was closed before everything was "
+                                                   "printed; what was saved stays saved.")))
 
 
 def _report(ctx, exc: BaseException) -> int:
     from runflow_bg.cli.terminal import Terminal
 
     invocation = ctx.obj
+    if invocation is not None and invocation.terminal.stdout_closed and \
+            getattr(exc, "exit_code", None) != 141:
+        from runflow_bg.errors import OutputClosed
+
+        invocation.terminal.error(exc, debug=invocation.debug)
+        exc = OutputClosed("stdout was closed; the error above ended the command.")
     if invocation is None:  # the root callback itself failed
         import os
 
@@ -100,13 +118,15 @@ app.command("emulator", help=emulator_cmd.HELP)(emulator_cmd.emulator)
 
 
 def _interrupt_on_sigterm() -> None:
-    """SIGTERM (CI cancelling a job) is handled like Ctrl-C: record, report, exit 130."""
+    """SIGTERM (CI cancelling a job) and SIGHUP (a closed terminal) are handled like Ctrl-C:
+    record, report, exit 130."""
     import signal
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
 
 
 def _complete_quickly() -> None:

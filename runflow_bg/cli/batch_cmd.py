@@ -41,6 +41,7 @@ def batch(
     callback_url: Optional[str] = opt.CALLBACK_URL,
     metadata: List[str] = opt.METADATA,
     as_json: bool = opt.JSON,
+    signed_urls: bool = opt.SIGNED_URLS,
     dry_run: bool = opt.DRY_RUN,
     local: bool = opt.LOCAL,
     no_cache: bool = opt.NO_CACHE,
@@ -97,8 +98,10 @@ def batch(
             view.start()
             outcomes: list[dict] = []
             runner = BatchRunner(plan, client, journal, options, view,
-                                 on_outcome=lambda item, outcome: _record(outcome, outcomes, view))
+                                 on_outcome=lambda item, outcome: _record(outcome, outcomes, view,
+                                                                          signed_urls))
             view.in_flight = runner.in_flight_count
+            terminal.when_stdout_closes(client.clock.stop)  # `| head`: submit nothing more
             try:
                 result = runner.run()
             finally:
@@ -182,8 +185,8 @@ def _confirm(plan, options, client, yes: bool, notes) -> None:
         raise Interrupted("Cancelled; nothing was submitted.")
 
 
-def _record(outcome, outcomes: list[dict], view) -> None:
-    data = outcome.to_json()
+def _record(outcome, outcomes: list[dict], view, signed_urls: bool) -> None:
+    data = outcome.to_json(signed_urls)
     outcomes.append(data)
     view.on_outcome(data)
 
@@ -211,7 +214,7 @@ def _print_dry_run(terminal, plan, options, as_json: bool) -> None:
 def _finish(invocation, result, outcomes: list[dict], scene: str, report: Path | None) -> None:
     from runflow_bg.cli.batch_view import append_step_summary, print_summary, summary_rows
     from runflow_bg.errors import (BudgetReached, CreateUnknown, InsufficientCredit, Interrupted,
-                                   RunFailed, UnavailableError)
+                                   OutputClosed, RunFailed, UnavailableError)
 
     counts = {name: result.count(name) for name in ("succeeded", "failed", "skipped", "cached")}
     rows = summary_rows(counts, result.runs_created, None if result.local else result.spent)
@@ -221,8 +224,12 @@ def _finish(invocation, result, outcomes: list[dict], scene: str, report: Path |
         from runflow_bg.report import write_report
 
         write_report(report, scene, outcomes)
+    ids = ", ".join(result.in_flight) or "none"
+    if invocation.terminal.stdout_closed:
+        raise OutputClosed(f"stdout was closed, so no new run was submitted; runs still in "
+                           f"flight: {ids}.",
+                           hint="Run the same command again to resume; nothing is paid twice.")
     if result.interrupted:
-        ids = ", ".join(result.in_flight) or "none"
         raise Interrupted(f"Interrupted; runs still in flight: {ids}.",
                           hint="Run the same command again to resume; nothing is paid twice.")
     failures = [o.error for o in result.outcomes if o.error is not None]

@@ -5,15 +5,17 @@ from __future__ import annotations
 import threading
 from decimal import Decimal
 
-from runflow_bg.cli.terminal import PlainReporter, Terminal
+from runflow_bg.cli.terminal import PlainReporter, Terminal, printable
 from runflow_bg.config import GITHUB_ACTIONS_ENV, GITHUB_STEP_SUMMARY_ENV
 from runflow_bg.models import Run
 
 SUMMARY_ROWS = ("succeeded", "failed", "skipped", "cached")
 
 
-def _escape_annotation(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+def _escape_annotation(text: str, *, property: bool = False) -> str:
+    """GitHub's escaping for a workflow command's data (and, more strictly, its properties)."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if property else text
 
 
 class BatchView:
@@ -63,7 +65,7 @@ class BatchView:
     def on_notice(self, message: str) -> None:
         with self._lock:
             if self._progress is not None:
-                self._progress.console.print(f"! {message}", style="yellow", markup=False)
+                self.terminal.rich(f"! {message}", "yellow")
             if self.lines:
                 self.lines.on_notice(message)
 
@@ -93,13 +95,14 @@ class BatchView:
             if state == "failed":
                 message = data["error"]["message"]
                 if self._progress is not None:
-                    self._progress.console.print(f"✗ {data['photo']}: {message}", style="red",
-                                                 markup=False)
+                    self.terminal.rich(f"✗ {data['photo']}: {message}", "red")
                 if self.lines:
                     self.lines.on_stage(f"{data['photo']}: failed: {message}")
                 if self.github:
-                    self.terminal.note(f"::error file={_escape_annotation(data['photo'])}::"
-                                       f"{_escape_annotation(message)}")
+                    photo = printable(data["photo"], ())
+                    self.terminal.raw_note(
+                        f"::error file={_escape_annotation(photo, property=True)}::"
+                        f"{_escape_annotation(printable(message, self.terminal.secrets))}")
             elif state == "skipped" and self.lines:
                 self.lines.on_stage(f"{data['photo']}: skipped")
             if self._progress is not None:

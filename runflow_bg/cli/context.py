@@ -51,6 +51,7 @@ class Invocation:
     def key(self):
         """The API key's source (exit 3 when there is none); a readable credentials file warns."""
         source = self.settings.require_key()
+        self.terminal.hide(source.key)
         self.warn_if_exposed(source)
         return source
 
@@ -69,6 +70,7 @@ class Invocation:
         if not local:
             key = key if key is not None else self.key().key
             base_url = base_url or settings.base_url
+        self.terminal.hide(key or "")
         return RunflowClient(key, base_url, retry=RetryPolicy(max_attempts=settings.retries),
                              timeout=settings.http_timeout, clock=self.clock,
                              log=self.terminal.log, trust_env=not local,

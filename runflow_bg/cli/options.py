@@ -25,6 +25,9 @@ CALLBACK_URL = typer.Option(None, "--callback-url", metavar="URL",
 METADATA = typer.Option([], "--metadata", metavar="KEY=VALUE",
                         help="Metadata passed to the API. Repeatable.")
 JSON = typer.Option(False, "--json", help="JSON on stdout, nothing else.")
+SIGNED_URLS = typer.Option(False, "--signed-urls",
+                           help="In --json, output URLs with their signatures (they grant "
+                                "access to the files until they expire).")
 DRY_RUN = typer.Option(False, "--dry-run", help="Validate and pack, show what would be sent; no network.")
 LOCAL = typer.Option(False, "--local", help="Run against the built-in emulator: offline and free.")
 NO_CACHE = typer.Option(False, "--no-cache", help="Submit even if an identical request succeeded.")

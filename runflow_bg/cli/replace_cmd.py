@@ -29,6 +29,7 @@ def replace(
     callback_url: Optional[str] = opt.CALLBACK_URL,
     metadata: List[str] = opt.METADATA,
     as_json: bool = opt.JSON,
+    signed_urls: bool = opt.SIGNED_URLS,
     dry_run: bool = opt.DRY_RUN,
     local: bool = opt.LOCAL,
     no_cache: bool = opt.NO_CACHE,
@@ -74,12 +75,12 @@ def replace(
             photo_name = inputs.photo if inputs else photo
             scene_name = inputs.scene if inputs else scene
             terminal.out_json(Outcome(photo=photo_name or "", scene=scene_name or "",
-                                      prompt=settings.prompt, error=exc).to_json())
+                                      prompt=settings.prompt, error=exc).to_json(signed_urls))
         raise
     finally:
         reporter.close()
     if as_json:
-        terminal.out_json(outcome.to_json())
+        terminal.out_json(outcome.to_json(signed_urls))
     elif not settings.wait:
         terminal.out_lines([outcome.run.id])
     else:

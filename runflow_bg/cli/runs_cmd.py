@@ -21,6 +21,7 @@ def get(
     ctx: typer.Context,
     run_id: str = typer.Argument(..., metavar="RUN_ID", help="The run to show."),
     as_json: bool = opt.JSON,
+    signed_urls: bool = opt.SIGNED_URLS,
 ) -> None:
     """Show one run: its status, cost, outputs, and what this machine saved from it."""
     from runflow_bg.service.runs import describe
@@ -29,7 +30,7 @@ def get(
     with invocation.open_session() as session:
         outcome = describe(session.client, session.journal, run_id)
     if as_json:
-        invocation.terminal.out_json(outcome.to_json())
+        invocation.terminal.out_json(outcome.to_json(signed_urls))
     else:
         invocation.terminal.out(_summary(outcome))
 
@@ -41,6 +42,7 @@ def list_(
     status: Optional[str] = typer.Option(None, "--status", metavar="STATUS",
                                          help="Only runs with this status (e.g. succeeded, failed)."),
     as_json: bool = JSON_LINES,
+    signed_urls: bool = opt.SIGNED_URLS,
 ) -> None:
     """The account's recent runs: a table on a terminal, tab-separated lines elsewhere."""
     from runflow_bg.service.runs import list_runs
@@ -50,7 +52,7 @@ def list_(
         outcomes = list_runs(session.client, session.journal, limit=limit, status=status)
     if as_json:
         for outcome in outcomes:
-            invocation.terminal.out_json(outcome.to_json())
+            invocation.terminal.out_json(outcome.to_json(signed_urls))
     else:
         _print_table(invocation.terminal, outcomes)
 
@@ -65,12 +67,14 @@ def wait(
     timeout: Optional[str] = opt.TIMEOUT,
     poll_interval: Optional[str] = opt.POLL_INTERVAL,
     as_json: bool = JSON_LINES,
+    signed_urls: bool = opt.SIGNED_URLS,
     quiet: bool = opt.QUIET,
     verbose: bool = opt.VERBOSE,
 ) -> None:
     """Wait for runs to finish, then download their outputs (exit 6 if any failed, 7 on --timeout)."""
     options = _fetch_options(ctx, out, name, overwrite, timeout, poll_interval, wait=True)
-    _fetch(ctx, run_ids, options, as_json=as_json, quiet=quiet, verbose=verbose)
+    _fetch(ctx, run_ids, options, as_json=as_json, quiet=quiet, verbose=verbose,
+           signed_urls=signed_urls)
 
 
 @app.command("download")
@@ -81,12 +85,14 @@ def download(
     name: Optional[str] = opt.NAME,
     overwrite: bool = opt.OVERWRITE,
     as_json: bool = JSON_LINES,
+    signed_urls: bool = opt.SIGNED_URLS,
     quiet: bool = opt.QUIET,
     verbose: bool = opt.VERBOSE,
 ) -> None:
     """Download the outputs of finished runs (expired output URLs are fetched afresh)."""
     options = _fetch_options(ctx, out, name, overwrite, None, None, wait=False)
-    _fetch(ctx, run_ids, options, as_json=as_json, quiet=quiet, verbose=verbose)
+    _fetch(ctx, run_ids, options, as_json=as_json, quiet=quiet, verbose=verbose,
+           signed_urls=signed_urls)
 
 
 def _fetch_options(ctx, out, name, overwrite, timeout, poll_interval, *, wait):
@@ -101,7 +107,7 @@ def _fetch_options(ctx, out, name, overwrite, timeout, poll_interval, *, wait):
                         timeout=common.timeout, poll=common.poll)
 
 
-def _fetch(ctx, run_ids, options, *, as_json, quiet, verbose):
+def _fetch(ctx, run_ids, options, *, as_json, quiet, verbose, signed_urls):
     from runflow_bg.service.runs import exit_code, fetch_runs
 
     invocation = ctx.obj
@@ -113,7 +119,7 @@ def _fetch(ctx, run_ids, options, *, as_json, quiet, verbose):
             for outcome in fetch_runs(session.client, session.journal, run_ids, options, reporter):
                 outcomes.append(outcome)
                 if as_json:
-                    terminal.out_json(outcome.to_json())
+                    terminal.out_json(outcome.to_json(signed_urls))
                 else:
                     terminal.out_lines([str(saved.path) for saved in outcome.saved])
                 if outcome.error is not None:

@@ -2,15 +2,21 @@
 
 `Terminal` decides once per invocation between a live display (a rich spinner, transfer bars,
 batch's progress bar) and plain lines: live only when stderr is a terminal and neither
-`TERM=dumb`, `NO_COLOR` nor `CI` says otherwise. Every command writes through it.
+`TERM=dumb`, `NO_COLOR` nor `CI` says otherwise. Every command writes through it, so this is
+where text from outside (file names, what a server said) is made safe to print: the API key and
+presigned query strings are scrubbed, control characters and undecodable bytes are escaped, and
+no line can pass for a CI workflow command. A closed stdout is noticed here too.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from runflow_bg.config import CI_ENV, NO_COLOR_ENV, TERM_ENV
@@ -20,6 +26,24 @@ from runflow_bg.models import Run, RunState
 from runflow_bg.progress import human_size
 
 TRANSFER_BAR_MIN_BYTES = 1_000_000
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SIGNED_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#'\"<>]+)\?[^\s'\"<>]*")
+
+
+def printable(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Text from anywhere made safe for a terminal or a CI log.
+
+    Secrets become ***, URLs lose their query strings (signatures), undecodable bytes and
+    control characters (ESC, BEL, ...) are shown as escapes, and a line cannot begin with `::`,
+    which GitHub Actions would read as a workflow command.
+    """
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    text = _SIGNED_QUERY.sub(r"\1", text)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    text = _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+    return "\n".join("\\" + line if line.lstrip().startswith("::") else line
+                     for line in text.split("\n"))
 
 
 class Terminal:
@@ -34,7 +58,19 @@ class Terminal:
         self.stdout_is_terminal = _isatty(self.stdout)
         self.quiet = False
         self.verbose = False
+        self.stdout_closed = False
+        self.secrets: tuple[str, ...] = ()
+        self._on_stdout_closed: list[Callable[[], None]] = []
         self._console = None
+
+    def hide(self, secret: str) -> None:
+        """Never print `secret` (the API key), whoever hands it over: a server echoing it too."""
+        if secret and secret not in self.secrets:
+            self.secrets += (secret,)
+
+    def when_stdout_closes(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once stdout is found closed (a reader such as `head` went away)."""
+        self._on_stdout_closed.append(callback)
 
     def configure(self, *, quiet: bool = False, verbose: bool = False) -> Terminal:
         """A command's -q/-v: quiet keeps errors only, verbose adds the request log."""
@@ -54,10 +90,36 @@ class Terminal:
     # -- stdout: data only ---------------------------------------------------------------------
 
     def out(self, text: str) -> None:
-        """Write data to stdout as is (the caller ends lines)."""
-        if text:
-            self.stdout.write(text)
-            self.stdout.flush()
+        """Write data to stdout as is (the caller ends lines); file names keep their bytes."""
+        if not text or self.stdout_closed:
+            return
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        try:
+            buffer = getattr(self.stdout, "buffer", None)
+            if buffer is not None:
+                self.stdout.flush()
+                buffer.write(text.encode("utf-8", "surrogateescape"))
+                buffer.flush()
+            else:
+                self.stdout.write(text)
+                self.stdout.flush()
+        except OSError as exc:
+            if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EPIPE:
+                raise
+            self._close_stdout()
+
+    def _close_stdout(self) -> None:
+        """The reader is gone: no more data, no traceback at exit, and whoever cares is told."""
+        self.stdout_closed = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+        for callback in self._on_stdout_closed:
+            callback()
 
     def out_lines(self, lines: list[str]) -> None:
         self.out("".join(f"{line}\n" for line in lines))
@@ -74,15 +136,23 @@ class Terminal:
 
     def note(self, text: str) -> None:
         """A message that -q does not silence (warnings, confirmations of what was done)."""
-        self.stderr.write(text + "\n")
-        self.stderr.flush()
+        self.raw_note(printable(text, self.secrets))
+
+    def raw_note(self, text: str) -> None:
+        """A line written as it is: only for text this tool made safe itself (annotations)."""
+        try:
+            self.stderr.write(text + "\n")
+            self.stderr.flush()
+        except (OSError, ValueError):
+            pass  # stderr is gone too: nothing is left to tell
 
     def log(self, message: str) -> None:
         """A request-log line, shown with -v or --debug (above a live display, if one runs)."""
         if not self.verbose or self.quiet:
             return
         if self.live:
-            self.console.print(f"· {message}", style="dim", markup=False, highlight=False)
+            self.console.print(printable(f"· {message}", self.secrets), style="dim",
+                               markup=False, highlight=False)
         else:
             self.note(f"debug: {message}")
 
@@ -102,9 +172,13 @@ class Terminal:
             lines = [f"Error: internal error ({type(exc).__name__}).",
                      "Hint: run again with --debug for details, and report it if it persists."]
             code = int(ExitCode.INTERNAL)
-        self.stderr.write("\n".join(lines) + "\n")
-        self.stderr.flush()
+        self.note("\n".join(lines))
         return code
+
+    def rich(self, text: str, style: str | None = None) -> None:
+        """A line on the live display's console, made safe like every other."""
+        self.console.print(printable(text, self.secrets), style=style, markup=False,
+                           highlight=False)
 
     def reporter(self) -> PlainReporter:
         """How a use case's progress is shown: live on a terminal, plain lines elsewhere."""
@@ -183,7 +257,7 @@ class RichReporter(PlainReporter):
 
     def _print(self, text: str, style: str | None = None) -> None:
         if not self.terminal.quiet:
-            self.terminal.console.print(text, style=style, markup=False, highlight=False)
+            self.terminal.rich(text, style)
 
     def on_stage(self, message: str) -> None:
         self._print(f"✓ {message}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from runflow_bg.download import SavedFile
 from runflow_bg.errors import RunflowBgError
 from runflow_bg.models import Run
+from runflow_bg.urls import redact_url
 
 
 @dataclass
@@ -35,16 +36,20 @@ class Outcome:
             return self.run.id
         return self.run_id or (self.error.run_id if self.error else None)
 
-    def outputs(self) -> list[dict]:
-        """Output URLs with the files they were saved to, now or by an earlier command."""
+    def outputs(self, signed_urls: bool = False) -> list[dict]:
+        """Output URLs with the files they were saved to, now or by an earlier command.
+
+        URLs lose their query string (the signature that grants access) unless asked for.
+        """
+        shown = (lambda url: url) if signed_urls else (lambda url: redact_url(url) if url else url)
         if self.saved:
-            return [{"url": saved.url, "path": str(saved.path)} for saved in self.saved]
+            return [{"url": shown(saved.url), "path": str(saved.path)} for saved in self.saved]
         urls = self.run.output_urls if self.run else ()
         paths = self.recorded
-        return [{"url": url, "path": paths[i] if i < len(paths) else None}
+        return [{"url": shown(url), "path": paths[i] if i < len(paths) else None}
                 for i, url in enumerate(urls)]
 
-    def to_json(self) -> dict:
+    def to_json(self, signed_urls: bool = False) -> dict:
         run = self.run
         prompt = self.prompt
         if prompt is None and run is not None and run.input:
@@ -57,7 +62,7 @@ class Outcome:
             "scene": self.scene,
             "prompt": prompt,
             "client_ref": (run.client_ref if run else None) or self.client_ref,
-            "outputs": self.outputs(),
+            "outputs": self.outputs(signed_urls),
             "duration_ms": run.duration_ms if run else None,
             "cost": run.cost if run else None,
             "cached": self.cached,
