@@ -90,6 +90,7 @@ class RunflowClient:
         trust_env: bool = True,  # False: ignore proxy and CA variables (the --local emulator)
         connections: int = 16,
         create_grace: float = 30.0,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self.base_url = normalize_base_url(base_url)
         if not is_allowed_url(self.base_url):
@@ -119,8 +120,10 @@ class RunflowClient:
                 f"Cannot load the CA certificates named by SSL_CERT_FILE or SSL_CERT_DIR "
                 f"({exc.strerror or exc}).",
                 hint="Point SSL_CERT_FILE at a PEM file of CA certificates, or unset it.") from None
-        self._api = Transport(api, policy, self.clock, attempt_seconds=timeout, log=self._note)
+        self._api = Transport(api, policy, self.clock, attempt_seconds=timeout, log=self._note,
+                              on_retry=on_retry)
         self._storage = Transport(storage, policy, self.clock, attempt_seconds=timeout,
+                                  name="The storage host", on_retry=on_retry,
                                   log=self._note)
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from runflow_bg.client import RunflowClient
 from runflow_bg.errors import InputError, ProtocolError, UnavailableError
-from runflow_bg.fsutil import PART_SUFFIX, part_prefix
+from runflow_bg.fsutil import PART_SUFFIX, part_prefix, umask_mode
 from runflow_bg.models import Run
 from runflow_bg.naming import output_path, render
-from runflow_bg.transfers import ByteCallback, UrlExpired
+from runflow_bg.transfers import ByteCallback, Fetched, UrlExpired
 
 _URL_REFRESHES = 2
 _CONTENT_TYPES = {"image/webp": "webp", "image/png": "png", "image/jpeg": "jpg",
@@ -75,24 +75,58 @@ def place(tmp: Path, final: Path, overwrite: bool) -> None:
     tmp.unlink()
 
 
+def check_image(path: Path, fetched: Fetched, run_id: str) -> None:
+    """An output must be an image before it takes its name: not an error page, not a stub."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        kind = (fetched.content_type or "no type").split(";")[0].strip()
+        raise ProtocolError(f"The output of run {run_id} is not an image ({kind}, "
+                            f"{fetched.size:,} bytes); it was not saved.", run_id=run_id,
+                            hint=f"Try `runflow-bg runs download {run_id}` later.") from None
+
+
 def _save_one(client: RunflowClient, url: str, naming: OutputNaming, index: int, run_id: str,
               on_bytes: ByteCallback | None) -> Path:
-    naming.out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=part_prefix(f"run-{index}"), suffix=PART_SUFFIX,
-                                    dir=naming.out_dir)
+    final = naming.out_dir
+    try:
+        naming.out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=part_prefix(f"run-{index}"), suffix=PART_SUFFIX,
+                                        dir=naming.out_dir)
+    except OSError as exc:
+        raise _unwritable(final, exc, run_id) from None
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "w+b") as handle:
-            fetched = client.download(url, handle, on_bytes)
+        try:
+            with os.fdopen(fd, "w+b") as handle:
+                fetched = client.download(url, handle, on_bytes)
+        except OSError as exc:  # the disk, not the network: the transport raises no OSError
+            raise _unwritable(tmp, exc, run_id) from None
+        check_image(tmp, fetched, run_id)
         relative = render(naming.template, stem=naming.stem, scene=naming.scene, index=index,
                           run_id=run_id, ext=extension_for(fetched.content_type, fetched.head))
         final = output_path(naming.out_dir, relative)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(tmp, 0o644)
-        place(tmp, final, naming.overwrite)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, umask_mode())
+            place(tmp, final, naming.overwrite)
+        except OSError as exc:
+            raise _unwritable(final, exc, run_id) from None
         return final
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _unwritable(path: Path, exc: OSError, run_id: str) -> InputError:
+    """A full disk or a read-only folder after a paid run: say where, and how to get it later."""
+    return InputError(f"Cannot write {path} ({exc.strerror or exc}); run {run_id} succeeded, "
+                      "and its outputs stay downloadable for a while.", run_id=run_id,
+                      code="CANNOT_WRITE_OUTPUT",
+                      hint=f"Free some space or fix the folder, then run "
+                           f"`runflow-bg runs download {run_id}`.")
 
 
 def download_outputs(client: RunflowClient, run: Run, naming: OutputNaming,

@@ -19,6 +19,20 @@ def part_prefix(name: str) -> str:
     return f"{PART_PREFIX}{os.getpid()}-{name}."
 
 
+def umask_mode(mode: int = 0o666) -> int:
+    """`mode` as the user's umask allows it, read without changing the umask (threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return mode & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return mode & ~current
+
+
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,8 @@ def output_path(out_dir: Path, relative: str) -> Path:
     root = out_dir.resolve()
     resolved = (root / relative).resolve()
     if root != resolved and root not in resolved.parents:
-        raise InputError(f"Refusing to write {relative}: outside {out_dir}.")
+        raise InputError(f"Refusing to write {relative}: a link leads it outside {out_dir}.",
+                         hint="Remove the link, or choose another --out.")
     return out_dir / relative
 
 

@@ -204,10 +204,14 @@ class Transport:
     """An httpx client behind the one retry policy; safe to share between threads."""
 
     def __init__(self, http: httpx.Client, policy: RetryPolicy, clock: Clock, *,
-                 attempt_seconds: float, log: Callable[[str], None] | None = None) -> None:
+                 attempt_seconds: float, log: Callable[[str], None] | None = None,
+                 name: str = "Runflow",
+                 on_retry: Callable[[str], None] | None = None) -> None:
         self.http, self.policy, self.clock = http, policy, clock
         self.attempt_seconds = attempt_seconds
+        self.name = name
         self._log = log
+        self._on_retry = on_retry
         self._lock = threading.Lock()
         self._not_before = 0.0
 
@@ -263,14 +267,14 @@ class Transport:
                         return read(response, attempt)
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
                     rate_limited = status == 429
-                    reason = f"HTTP {status}"
+                    reason = f"answered HTTP {status}"
                 finally:
                     response.close()
             except httpx.TransportError as exc:
                 allowed = self.policy.attempts_for(None, attempts)
                 if number >= allowed or untrusted_certificate(exc):
                     raise Unreachable(exc, url) from None
-                reason = describe_transport_error(exc)
+                reason = f"did not answer ({describe_transport_error(exc)})"
             wait = self.policy.delay(number, retry_after)
             if deadline is not None and self.clock.now() + wait > deadline:
                 raise UnavailableError(
@@ -278,8 +282,10 @@ class Transport:
                     "next attempt.")
             if rate_limited:
                 self._pause_all(wait)
-            self.note(f"{redact_url(url)}: {reason}; retrying in {wait:.1f}s, "
-                      f"attempt {number + 1} of {allowed}")
+            self.note(f"{redact_url(url)}: {reason}; retrying in {wait:.1f}s")
+            if self._on_retry:
+                self._on_retry(f"{self.name} {reason}; retrying in {wait:.0f} s, "
+                               f"attempt {number + 1} of {allowed}")
             self.clock.sleep(wait)
 
     def pause(self, attempt: int, retry_after: float | None = None, *,

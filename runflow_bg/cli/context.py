@@ -74,7 +74,8 @@ class Invocation:
         return RunflowClient(key, base_url, retry=RetryPolicy(max_attempts=settings.retries),
                              timeout=settings.http_timeout, clock=self.clock,
                              log=self.terminal.log, trust_env=not local,
-                             connections=connections, create_grace=settings.create_grace)
+                             connections=connections, create_grace=settings.create_grace,
+                             on_retry=self.terminal.notice)
 
     def anonymous_client(self, key: str | None = None):
         """A client that may have no key (health checks, checking a key before saving it)."""

@@ -64,8 +64,11 @@ class Terminal:
         self._console = None
 
     def hide(self, secret: str) -> None:
-        """Never print `secret` (the API key), whoever hands it over: a server echoing it too."""
-        if secret and secret not in self.secrets:
+        """Never print `secret` (the API key), whoever hands it over: a server echoing it too.
+
+        Strings too short to be a key are left alone: hiding them would garble every message.
+        """
+        if len(secret) >= 8 and secret not in self.secrets:
             self.secrets += (secret,)
 
     def when_stdout_closes(self, callback: Callable[[], None]) -> None:
@@ -145,6 +148,15 @@ class Terminal:
             self.stderr.flush()
         except (OSError, ValueError):
             pass  # stderr is gone too: nothing is left to tell
+
+    def notice(self, message: str) -> None:
+        """Something the user should know while it happens (a retry), not an error."""
+        if self.quiet:
+            return
+        if self.live:
+            self.rich(f"! {message}", "yellow")
+        else:
+            self.note(f"note: {message}")
 
     def log(self, message: str) -> None:
         """A request-log line, shown with -v or --debug (above a live display, if one runs)."""

@@ -48,6 +48,21 @@ def verify(
         terminal.note("Signature is valid.")
 
 
+MAX_BODY_BYTES = 1024 * 1024  # a callback envelope is a few KB
+
+
+def _bounded(stream, name: str) -> bytes:
+    """The body, refused past MAX_BODY_BYTES instead of read into memory whole."""
+    from runflow_bg.errors import InputError
+
+    body = stream.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        raise InputError(f"{name}: over {MAX_BODY_BYTES // 1024} KiB, too large for a callback "
+                         "body; nothing was verified.",
+                         hint="Pass the raw body of one callback request.")
+    return body
+
+
 def _read_body(body_file: Optional[str]) -> bytes:
     from pathlib import Path
 
@@ -56,10 +71,11 @@ def _read_body(body_file: Optional[str]) -> bytes:
     if body_file in (None, "-"):
         if body_file is None and sys.stdin.isatty():
             raise UsageError("Give BODY_FILE, or pipe the body to standard input.")
-        return sys.stdin.buffer.read()
+        return _bounded(sys.stdin.buffer, "standard input")
     path = Path(body_file)
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            return _bounded(handle, body_file)
     except FileNotFoundError:
         raise InputError(f"{body_file}: no such file.") from None
     except IsADirectoryError:

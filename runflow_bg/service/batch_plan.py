@@ -18,7 +18,7 @@ from pathlib import Path
 from runflow_bg.errors import InputError, RunflowBgError, UsageError
 from runflow_bg.images import InputFile, PreparedImage, read_input
 from runflow_bg.journal import FAILED, IN_FLIGHT, SUBMITTED, SUCCEEDED, Entry, Journal
-from runflow_bg.naming import check_replaceable, existing_first_output, render
+from runflow_bg.naming import check_replaceable, existing_first_output, output_path, render
 from runflow_bg.service.collect import Photo
 from runflow_bg.service.inputs import digest, local_source, request_hash
 from runflow_bg.service.replace import PRICE_USD, ReplaceOptions
@@ -130,6 +130,12 @@ def _plan_item(photo: Photo, scene: PreparedImage, scene_digest: str, journal: J
         if entry.status == FAILED and not options.retry_failed:
             return Item(photo, Action.FAILED, content_hash, entry)
     out_dir = item_options(request, photo).out_dir
+    try:
+        output_path(request.out_dir, str(photo.folder / render(
+            request.name_template, stem=photo.path.stem, scene=scene.stem, index=0, run_id="run",
+            ext="webp")))
+    except InputError as exc:
+        return Item(photo, Action.INVALID, error=exc)
     existing = existing_first_output(out_dir, request.name_template, stem=photo.path.stem,
                                      scene=scene.stem)
     if existing is not None and not request.overwrite:

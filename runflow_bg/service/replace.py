@@ -9,7 +9,7 @@ from pathlib import Path
 from runflow_bg.client import RunflowClient
 from runflow_bg.download import OutputNaming, SavedFile
 from runflow_bg.errors import InputError, Interrupted, RunFailed
-from runflow_bg.fsutil import atomic_write_bytes, remove_stale_parts
+from runflow_bg.fsutil import atomic_write_bytes, remove_stale_parts, umask_mode
 from runflow_bg.journal import FAILED, IN_FLIGHT, SUCCEEDED, Entry, Journal, Request
 from runflow_bg.models import Run
 from runflow_bg.naming import (DEFAULT_TEMPLATE, check_replaceable, existing_first_output,
@@ -88,7 +88,7 @@ def copy_outputs(previous: list[str], run_id: str, inputs: Inputs, options: Repl
                           run_id=run_id, ext=ext)
         target = output_path(options.out_dir, relative)
         if target.resolve() != Path(source).resolve():
-            atomic_write_bytes(target, Path(source).read_bytes(), 0o644)
+            atomic_write_bytes(target, Path(source).read_bytes(), umask_mode())
         saved.append(SavedFile("", target))
         reporter.on_saved(str(target))
     return saved
@@ -121,6 +121,8 @@ def check_outputs(journal: Journal, inputs: Inputs, options: ReplaceOptions) -> 
     it is not); a file left by this request's run while the journal lags is not in the way
     (settling the run finds the same bytes there); anything else at the first output's name is
     refused without --overwrite."""
+    output_path(options.out_dir, render(options.name_template, stem=inputs.stem,
+                                        scene=inputs.scene_stem, index=0, run_id="run", ext="webp"))
     existing = existing_first_output(options.out_dir, options.name_template, stem=inputs.stem,
                                      scene=inputs.scene_stem)
     if existing is None:
