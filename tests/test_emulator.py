@@ -21,6 +21,7 @@ from PIL import Image
 from helpers import sample_zip
 from runflow_bg.emulator import Emulator, Faults
 from runflow_bg.emulator.corrupt import CORRUPT_MODES
+from runflow_bg.emulator.idempotency import IdempotencyKeys
 from runflow_bg.emulator.runs import Run
 
 KEY = "rf_emulator_test_key"
@@ -417,6 +418,138 @@ def test_list_refusals(api, params, field):
     assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == field
 
 
+# -- idempotency, listing lag, price, request records ---------------------------------------
+
+RUNS = "/models/runflow/background-replace/runs"
+
+
+def keyed_create(api: httpx.Client, key: str, **extra) -> httpx.Response:
+    return api.post(RUNS, json=run_body(NOWHERE, **extra), headers={"Idempotency-Key": key})
+
+
+def test_same_idempotency_key_and_body_replay_the_first_run(emu, api):
+    first = keyed_create(api, "k-1", client_ref="k-1")
+    again = keyed_create(api, "k-1", client_ref="k-1")
+    assert first.status_code == again.status_code == 201
+    assert again.json()["id"] == first.json()["id"] and again.json() == first.json()
+    assert emu.created_run_count == 1 and api.get("/billing/balance").json()["balance"] == "99.65"
+
+
+def test_a_lost_create_retried_with_its_key_gets_the_run_it_made(emu, api):
+    emu.faults.drop_after_create(1)
+    with pytest.raises(httpx.RemoteProtocolError):
+        keyed_create(api, "lost", client_ref="lost")
+    retried = keyed_create(api, "lost", client_ref="lost")
+    assert retried.status_code == 201 and retried.json()["id"] == emu.runs()[0]["id"]
+    assert emu.created_run_count == 1
+
+
+def test_same_idempotency_key_with_another_body_is_409(emu, api):
+    first = keyed_create(api, "k-1", client_ref="a")
+    conflict = keyed_create(api, "k-1", client_ref="b")
+    assert conflict.status_code == 409
+    assert conflict.json()["code"] == "CONFLICT" and conflict.json()["message"]
+    assert keyed_create(api, "k-1", client_ref="a").json()["id"] == first.json()["id"]
+    assert emu.created_run_count == 1
+
+
+def test_failed_creates_leave_their_idempotency_key_free(emu, api):
+    emu.set_balance("0.00")
+    assert keyed_create(api, "k-1").status_code == 402
+    emu.set_balance("1.00")
+    assert keyed_create(api, "k-1").status_code == 201 and emu.created_run_count == 1
+
+
+def test_without_idempotency_key_every_create_makes_a_run(emu, api):
+    ids = {create(api, NOWHERE, client_ref="same")["id"] for _ in range(2)}
+    assert len(ids) == 2 and emu.created_run_count == 2
+
+
+def test_concurrent_creates_with_one_key_make_one_run(emu):
+    barrier, answers = threading.Barrier(8), []
+    body = run_body(NOWHERE, client_ref="race")
+
+    def post():
+        barrier.wait()
+        answers.append(httpx.post(f"{emu.base_url}/v1{RUNS}", json=body,
+                                  headers={**AUTH, "Idempotency-Key": "race"}, timeout=5))
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [a.status_code for a in answers] == [201] * 8
+    assert len({a.json()["id"] for a in answers}) == 1 and emu.created_run_count == 1
+    assert emu.count("run_create") == 8
+
+
+def test_idempotency_keys_hold_each_key_across_look_up_and_create():
+    keys, made, answers, barrier = IdempotencyKeys(), [], [], threading.Barrier(8)
+
+    def slow_create():
+        made.append(None)
+        time.sleep(0.05)  # a window in which other threads would create too, were the key not held
+        return {"id": f"run-{len(made)}"}
+
+    def once():
+        barrier.wait()
+        answers.append(keys.once("k", b"{}", slow_create))
+
+    threads = [threading.Thread(target=once) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 1 and answers == [{"id": "run-1"}] * 8
+
+
+def test_ignore_idempotency_makes_a_run_per_create(emu, api):
+    emu.faults.ignore_idempotency = True
+    first, again = keyed_create(api, "k-1"), keyed_create(api, "k-1", client_ref="other")
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] != again.json()["id"] and emu.created_run_count == 2
+
+
+def test_listing_lag_hides_fresh_runs_from_lists_only(emu, api):
+    emu.faults.listing_lag = 0.3
+    started = time.monotonic()
+    run = create(api, NOWHERE, client_ref="x")
+    query = {"q": "client_ref.EQ:'x'"}
+    assert api.get("/runs", params=query).json()["items"] == []
+    assert api.get(f"/runs/{run['id']}").json()["id"] == run["id"]
+    found = eventually(lambda: api.get("/runs", params=query).json()["items"])
+    assert [r["id"] for r in found] == [run["id"]] and time.monotonic() - started >= 0.3
+
+
+def test_price_sets_cost_and_charge():
+    with Emulator(**FAST, price="0") as free, \
+            httpx.Client(base_url=f"{free.base_url}/v1", headers=AUTH, timeout=5, verify=TLS) as api:
+        run = create(api, NOWHERE)
+        assert run["cost"] == "0.00" and api.get(f"/runs/{run['id']}").json()["cost"] == "0.00"
+        assert api.get("/billing/balance").json()["balance"] == "100.00"
+        free.set_balance("0.00")
+        assert create(api, NOWHERE)["cost"] == "0.00"
+    with Emulator(**FAST, price="1.5", balance="2.00") as dear, \
+            httpx.Client(base_url=f"{dear.base_url}/v1", headers=AUTH, timeout=5, verify=TLS) as api:
+        assert create(api, NOWHERE)["cost"] == "1.50"
+        assert api.get("/billing/balance").json()["balance"] == "0.50"
+        refused = api.post(RUNS, json=run_body(NOWHERE))
+        assert refused.status_code == 402 and "(1.50 USD)" in refused.json()["message"]
+    for bad in ("-0.01", "0.355", "free", "NaN", None):
+        with pytest.raises(ValueError):
+            Emulator(price=bad)
+
+
+def test_request_records_carry_headers_but_never_the_key(emu, api):
+    keyed_create(api, "k-1")
+    plain_get(f"{emu.base_url}/v1/health")
+    create_record, health_record = emu.requests
+    assert create_record.headers["Idempotency-Key"] == "k-1"
+    assert create_record.headers["Authorization"] == "***" and "Authorization" not in health_record.headers
+    assert health_record.headers["Host"] and KEY not in repr(emu.requests)
+
+
 # -- fault knobs -----------------------------------------------------------------------------
 
 def test_fail_next_answers_without_processing(emu, api):
@@ -519,7 +652,9 @@ def test_knobs_refuse_typos_and_clear_resets():
     with pytest.raises(ValueError):
         faults.drop_next("me", count=0)
     for name, value in (("output_names", "x.png"), ("output_names", ["a.png", ""]), ("output_count", -1),
-                        ("output_count", "2"), ("output_content_type", 5), ("status_override", "")):
+                        ("output_count", "2"), ("output_content_type", 5), ("status_override", ""),
+                        ("listing_lag", -1), ("listing_lag", "1"), ("listing_lag", True),
+                        ("listing_lag", float("inf"))):
         with pytest.raises(ValueError):
             setattr(faults, name, value)
     for bad in (lambda: faults.corrupt_runs("garbled"), lambda: faults.corrupt_runs("not_json", endpoints=()),
@@ -532,6 +667,7 @@ def test_knobs_refuse_typos_and_clear_resets():
     faults.sdk_shape = True
     faults.output_names, faults.output_count, faults.output_content_type = ("a.png",), 2, "image/png"
     faults.status_override = "warming_up"
+    faults.ignore_idempotency, faults.listing_lag = True, 2
     faults.truncate_outputs(), faults.huge_outputs(), faults.redirect_outputs("{url}")
     faults.corrupt_runs("not_json", endpoints=("run_get", "run_create"))
     assert faults.output_names == ["a.png"] and faults.override()[0] == "warming_up"
@@ -539,6 +675,7 @@ def test_knobs_refuse_typos_and_clear_resets():
     assert faults.take("fail", "me") is None and faults.sdk_shape is False
     assert (faults.output_names, faults.output_count, faults.output_content_type) == (None, 1, None)
     assert faults.status_override is None and faults.override() is None
+    assert faults.ignore_idempotency is False and faults.listing_lag == 0
     assert not any(faults.take(kind, "output") for kind in ("truncate", "huge", "redirect"))
     assert faults.take("corrupt", "run_get") is None and faults.take("corrupt", "run_create") is None
 

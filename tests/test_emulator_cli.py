@@ -50,12 +50,37 @@ def test_ctrl_c_stops_it(server):
     assert process.wait(timeout=10) == 0
 
 
+def test_ignore_idempotency_and_listing_lag(isolated_env):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runflow_bg", "emulator", "--port", "0", "--ignore-idempotency",
+         "--listing-lag", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(None, isolated_env, key=None))
+    try:
+        base_url = process.stdout.readline().strip().split("=", 1)[1]
+        key = process.stdout.readline().strip().split("=", 1)[1]
+        body = {"input": {"zip_url": "http://127.0.0.1:9/inputs.zip", "file_image": "image.png",
+                          "file_reference": "reference.png"}, "client_ref": "x"}
+        with httpx.Client(base_url=f"{base_url}/v1", headers={"Authorization": f"Bearer {key}"},
+                          timeout=5) as api:
+            ids = {api.post("/models/runflow/background-replace/runs", json=body,
+                            headers={"Idempotency-Key": "x"}).json()["id"] for _ in range(2)}
+            assert len(ids) == 2  # the same key and body made two runs
+            assert api.get("/runs", params={"q": "client_ref.EQ:'x'"}).json()["items"] == []
+            assert all(api.get(f"/runs/{run_id}").status_code == 200 for run_id in ids)
+    finally:
+        process.kill()
+        process.wait()
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--fail", "run_create"], "Invalid --fail"),
     (["--fail", "run_create=99"], "Invalid --fail"),
     (["--delay", "run_get=soon"], "Invalid --delay"),
     (["--fail-status", "exploded"], "Invalid --fail-status"),
     (["--output-shape", "xml"], "Invalid --output-shape"),
+    (["--listing-lag", "-1"], "Invalid --listing-lag"),
+    (["--listing-lag", "nan"], "Invalid --listing-lag"),
 ])
 def test_bad_knobs_exit_2(tmp_path, isolated_env, args, needle):
     result = run_cli("emulator", "--port", "0", *args, env=cli_env(None, isolated_env, key=None),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 from typing import List, Optional
@@ -72,6 +73,11 @@ def emulator(
         "default", "--status-spelling", help="default, or alt (dispatching, partial_succeeded)."),
     sdk_shape: bool = typer.Option(
         False, "--sdk-shape", help="Runs carry error/finished_at and creates answer run_id."),
+    ignore_idempotency: bool = typer.Option(
+        False, "--ignore-idempotency", help="Creates ignore Idempotency-Key: a retry makes another run."),
+    listing_lag: float = typer.Option(
+        0.0, "--listing-lag", metavar="SECONDS",
+        help="Run listings leave out runs younger than SECONDS (GET /v1/runs/{id} still finds them)."),
 ) -> None:
     """Serve the built-in Runflow-compatible API until Ctrl-C."""
     import secrets
@@ -84,6 +90,8 @@ def emulator(
         raise UsageError(f"Invalid --output-shape {output_shape!r}; use image_urls or outputs.")
     if status_spelling not in ("default", "alt"):
         raise UsageError(f"Invalid --status-spelling {status_spelling!r}; use default or alt.")
+    if not 0 <= listing_lag < math.inf:
+        raise UsageError(f"Invalid --listing-lag {listing_lag:g}; use 0 or more seconds.")
     failures = [parse_fail_spec(spec) for spec in fail]
     delays = [parse_delay_spec(spec) for spec in delay]
     api_key = key or f"rf_emu_{secrets.token_hex(12)}"
@@ -105,6 +113,8 @@ def emulator(
     emu.faults.output_shape = output_shape
     emu.faults.status_spelling = status_spelling
     emu.faults.sdk_shape = sdk_shape
+    emu.faults.ignore_idempotency = ignore_idempotency
+    emu.faults.listing_lag = listing_lag
     try:
         emu.start()
     except OSError as exc:

@@ -6,10 +6,12 @@ import hashlib
 import hmac
 import json
 import time
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 from runflow_bg.emulator.corrupt import corrupt_run
 from runflow_bg.emulator.faults import Faults
+from runflow_bg.emulator.idempotency import IdempotencyKeys
 from runflow_bg.emulator.listing import decode_cursor, encode_cursor, parse_filter
 from runflow_bg.emulator.outputs import serve_output
 from runflow_bg.emulator.runs import MODEL, PRICE, Run
@@ -29,13 +31,15 @@ class Api:
     """One method per endpoint name; API errors come back in the docs' form."""
 
     def __init__(self, *, api_key: str, state: State, faults: Faults, links: Links, worker: Worker,
-                 run_seconds: float):
+                 run_seconds: float, price: Decimal = PRICE):
         self.api_key = api_key
         self.state = state
         self.faults = faults
         self.links = links
         self.worker = worker
         self.run_seconds = run_seconds
+        self.price = price
+        self.idempotency = IdempotencyKeys()
 
     def handle(self, endpoint: str, request: Request) -> Response:
         if endpoint not in PUBLIC_ENDPOINTS and not self._authorized(request):
@@ -129,22 +133,11 @@ class Api:
     # -- runs ---------------------------------------------------------------------------------
 
     def run_create(self, request: Request) -> Response:
-        model = request.params["model"]
-        if model != MODEL:
-            return api_error(404, "MODEL_NOT_FOUND", f"No model named {model!r}.")
-        data = _json_object(request)
-        _refuse(_run_problems(data))
-        run = Run(input=dict(data["input"]), run_seconds=self.run_seconds,
-                  callback_url=data.get("callback_url"), metadata=data.get("metadata"),
-                  client_ref=data.get("client_ref"), override=self.faults.override)
-        if not self.state.add_run(run):
-            message = (f"The balance ({self.state.balance:.2f} USD) does not cover a run ({PRICE} USD). "
-                       "Top up to continue.")
-            return api_error(402, "INSUFFICIENT_CREDIT", message)
-        self.worker.start(run, self.faults.take("run"))
-        view = self.view(run, now=run.created)
-        if self.faults.sdk_shape:
-            view = {"run_id": view.pop("id"), **view}
+        key = request.headers.get("Idempotency-Key")
+        if key is None or self.faults.ignore_idempotency:
+            view = self._new_run(request)
+        else:
+            view = self.idempotency.once(key, request.body, lambda: self._new_run(request))
         return self._run_answer("run_create", 201, view)
 
     def run_get(self, request: Request) -> Response:
@@ -167,10 +160,11 @@ class Api:
         if offset is None:
             problems.append(("pq", "is not a cursor this API gave out"))
         _refuse(problems)
-        runs = self.state.runs()
+        now = time.monotonic()
+        lag = self.faults.listing_lag
+        runs = [run for run in self.state.runs() if now - run.created >= lag]
         if sort_by == "created_at:desc":
             runs.reverse()
-        now = time.monotonic()
         views = [view for view in (self.view(run, now) for run in runs)
                  if all(view.get(name) == value for name, value in terms)]
         end = offset + limit
@@ -218,6 +212,26 @@ class Api:
         return {"id": asset.id, "name": asset.filename, "url": self.links.asset_url(asset.id, asset.filename),
                 "mime_type": asset.mime_type, "size_bytes": asset.size_bytes,
                 "created_at": asset.created_at.isoformat(timespec="milliseconds")}
+
+    def _new_run(self, request: Request) -> dict:
+        """Create, charge and start a run; its view is the create's answer (kept for replays)."""
+        model = request.params["model"]
+        if model != MODEL:
+            raise Reject(api_error(404, "MODEL_NOT_FOUND", f"No model named {model!r}."))
+        data = _json_object(request)
+        _refuse(_run_problems(data))
+        run = Run(input=dict(data["input"]), run_seconds=self.run_seconds,
+                  callback_url=data.get("callback_url"), metadata=data.get("metadata"),
+                  client_ref=data.get("client_ref"), price=self.price, override=self.faults.override)
+        if not self.state.add_run(run):
+            message = (f"The balance ({self.state.balance:.2f} USD) does not cover a run "
+                       f"({self.price:.2f} USD). Top up to continue.")
+            raise Reject(api_error(402, "INSUFFICIENT_CREDIT", message))
+        self.worker.start(run, self.faults.take("run"))
+        view = self.view(run, now=run.created)
+        if self.faults.sdk_shape:
+            view = {"run_id": view.pop("id"), **view}
+        return view
 
     def _run_answer(self, endpoint: str, status: int, view: dict) -> Response:
         """The run as JSON, unless corrupt_runs asks for a broken body in its place."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from decimal import Decimal, InvalidOperation
 
 from runflow_bg.emulator.api import Api
 from runflow_bg.emulator.callbacks import CallbackDelivery, CallbackSender
 from runflow_bg.emulator.faults import Faults
+from runflow_bg.emulator.runs import PRICE
 from runflow_bg.emulator.server import Server
 from runflow_bg.emulator.signing import Links
 from runflow_bg.emulator.state import RequestRecord, State
@@ -15,6 +17,7 @@ from runflow_bg.emulator.worker import Worker
 
 STOP_TIMEOUT = 5.0
 FINISH_TIMEOUT = 15.0  # a run still fetching a foreign zip_url may take FETCH_TIMEOUT
+CENT = Decimal("0.01")
 
 
 class Emulator:
@@ -22,13 +25,15 @@ class Emulator:
 
     def __init__(self, api_key: str = "rf_test_key", host: str = "127.0.0.1", port: int = 0,
                  run_seconds: float = 0.2, callback_secret: str | None = None,
-                 callback_retry_delays: tuple[float, ...] = (1.0, 2.0), balance: str | None = "100.00"):
+                 callback_retry_delays: tuple[float, ...] = (1.0, 2.0), balance: str | None = "100.00",
+                 price: str | Decimal = PRICE):
         self.api_key = api_key
         self.host = host
         self.port = port
         self._run_seconds = run_seconds
         self.callback_secret = callback_secret
         self.callback_retry_delays = tuple(callback_retry_delays)
+        self.price = _price(price)
         self.faults = Faults()
         self._state = State(balance)
         self._stop = threading.Event()
@@ -50,7 +55,8 @@ class Emulator:
                                 self._state.add_delivery)
         self._worker = Worker(self._state, links, self.faults, sender, self._stop, self._spawn)
         self._api = self._server.api = Api(api_key=self.api_key, state=self._state, faults=self.faults,
-                                           links=links, worker=self._worker, run_seconds=self.run_seconds)
+                                           links=links, worker=self._worker, run_seconds=self.run_seconds,
+                                           price=self.price)
         self._serve_thread = threading.Thread(target=self._server.serve, name="runflow-emulator", daemon=True)
         self._serve_thread.start()
         return self
@@ -145,3 +151,15 @@ class Emulator:
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
         thread.start()
+
+
+def _price(price: str | Decimal) -> Decimal:
+    """A run's price in USD, whole cents, 0 or more: what a run is charged is what its cost says."""
+    try:
+        value = Decimal(str(price))
+        valid = value.is_finite() and value >= 0 and value == value.quantize(CENT)
+    except InvalidOperation:
+        valid = False
+    if not valid:
+        raise ValueError(f"price must be an amount in USD, 0 or more, in whole cents; not {price!r}")
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import defaultdict, deque
@@ -76,6 +77,10 @@ class Faults:
             self.output_count = 1
             self.output_content_type: str | None = None
             self.status_override = None
+            # Creates ignore Idempotency-Key, as on a route the middleware would not cover.
+            self.ignore_idempotency = False
+            # GET /v1/runs leaves out runs younger than this many seconds, as a service still writing them.
+            self.listing_lag = 0.0
 
     @property
     def status_override(self) -> str | None:
@@ -185,7 +190,7 @@ class Faults:
 
 
 def _checked(name: str, value: object) -> object:
-    """An output knob's value, copied, or ValueError before it could break a download; others pass."""
+    """A knob's value (output names copied), or ValueError before it could break a download or a listing."""
     if name == "output_names" and value is not None:
         names = None if isinstance(value, str) else list(value)
         if names is None or not all(isinstance(item, str) and item for item in names):
@@ -195,4 +200,7 @@ def _checked(name: str, value: object) -> object:
         raise ValueError("output_count must be a whole number, 0 or more")
     if name == "output_content_type" and value is not None and not isinstance(value, str):
         raise ValueError("output_content_type must be a string or None")
+    if name == "listing_lag" and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                  or not 0 <= value < math.inf):
+        raise ValueError("listing_lag must be a number of seconds, 0 or more")
     return value

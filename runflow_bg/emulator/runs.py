@@ -13,7 +13,7 @@ from decimal import Decimal
 from runflow_bg.emulator.signing import Links
 
 MODEL = "runflow/background-replace"
-PRICE = Decimal("0.35")
+PRICE = Decimal("0.35")  # the model's price per run, in USD; Emulator(price=...) sets another
 QUEUED_SHARE = 0.2  # of run_seconds spent queued (the alt spelling splits it with dispatching)
 
 
@@ -43,6 +43,7 @@ class Run:
     callback_url: str | None = None
     metadata: dict | None = None
     client_ref: str | None = None
+    price: Decimal = PRICE  # charged at create, reported as cost
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     created: float = field(default_factory=time.monotonic)
@@ -103,7 +104,7 @@ class Run:
             "started_at": self._stamp(QUEUED_SHARE * self.run_seconds) if self._started(now) else None,
             "completed_at": self._stamp(elapsed) if outcome else None,
             "duration_ms": round(elapsed * 1000) if outcome else None,
-            "cost": str(PRICE),
+            "cost": f"{self.price:.2f}",
         }
         code = outcome.code if outcome else None
         message = outcome.message if outcome else None

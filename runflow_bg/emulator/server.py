@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import traceback
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -50,6 +51,11 @@ def route(method: str, path: str) -> tuple[str, dict[str, str]]:
     return "unknown", {}
 
 
+def recorded(headers: Message) -> dict[str, str]:
+    """The request's headers for its record, names as sent; the API key never kept, only "***"."""
+    return {name: "***" if name.lower() == "authorization" else value for name, value in headers.items()}
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "runflow-bg-emulator"
@@ -70,8 +76,9 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.server
         parts = urlsplit(self.path)
         endpoint, params = route(self.command, parts.path)
+        had_key = "Authorization" in self.headers
         record = server.state.record(
-            RequestRecord(self.command, parts.path, endpoint, "Authorization" in self.headers))
+            RequestRecord(self.command, parts.path, endpoint, had_key, headers=recorded(self.headers)))
         try:
             body = self._read_body()
         except ValueError as exc:  # broken framing: nothing after it on this connection can be trusted

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from runflow_bg.emulator.callbacks import CallbackDelivery
-from runflow_bg.emulator.runs import PRICE, Run
+from runflow_bg.emulator.runs import Run
 
 
 @dataclass
@@ -21,6 +21,7 @@ class RequestRecord:
     endpoint: str
     had_authorization: bool
     status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # as sent, Authorization's value as "***"
 
 
 @dataclass
@@ -77,12 +78,12 @@ class State:
             return asset.confirmed
 
     def add_run(self, run: Run) -> bool:
-        """Record a run and charge for it; False when the balance cannot cover the price."""
+        """Record a run and charge its price; False when the balance cannot cover it."""
         with self._lock:
             if self._balance is not None:
-                if self._balance < PRICE:
+                if self._balance < run.price:
                     return False
-                self._balance -= PRICE
+                self._balance -= run.price
             self._runs[run.id] = run
             return True
 
