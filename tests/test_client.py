@@ -407,3 +407,31 @@ def test_log_never_holds_the_key_or_a_signature(emu, client, log_lines):
     assert log_lines
     for line in log_lines:
         assert_no_secret(line)
+
+
+def test_a_lost_create_listed_late_is_found_within_the_grace_window(emu, client):
+    emu.faults.drop_after_create(1)
+    emu.faults.listing_lag = 0.3  # the service is still writing the run when first looked up
+    run = upload_and_create(client)
+    assert emu.created_run_count == 1 and emu.count("run_create") == 1
+    assert run.id == emu.runs()[0]["id"] and emu.count("run_list") >= 2
+
+
+def test_a_conflict_on_the_idempotency_key_is_looked_up_never_created_again(emu, client):
+    first = upload_and_create(client, client_ref="rfbg-same-key")
+    again = client.create_run({"zip_url": "https://elsewhere.example/other.zip",
+                               "file_image": "a.png", "file_reference": "b.png"},
+                              client_ref="rfbg-same-key")
+    assert again.id == first.id and emu.created_run_count == 1
+    assert emu.count("run_create") == 2 and emu.count("run_list") >= 1
+
+
+def test_a_create_sent_again_with_its_key_replays_the_same_run(emu, client):
+    """What taking over a dead process's create relies on when the service honours the key."""
+    asset = client.upload(sample_zip(), "inputs.zip")
+    run_input = {"zip_url": asset.url, "file_image": "image.png", "file_reference": "reference.png"}
+    first = client.create_run(run_input, client_ref="rfbg-replay")
+    again = client.create_run(run_input, client_ref="rfbg-replay")
+    assert again.id == first.id and emu.created_run_count == 1
+    keys = [r.headers.get("Idempotency-Key") for r in emu.requests if r.endpoint == "run_create"]
+    assert keys == ["rfbg-replay", "rfbg-replay"]

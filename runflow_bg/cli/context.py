@@ -91,7 +91,7 @@ class Invocation:
         from runflow_bg.emulator import Emulator
 
         emulator = Emulator(api_key=f"rf_local_{secrets.token_hex(8)}", port=0,
-                            run_seconds=self.settings.local_run_seconds)
+                            run_seconds=self.settings.local_run_seconds, price="0")
         emulator.start()
         try:
             with self.client(key=emulator.api_key, base_url=emulator.base_url, local=True,

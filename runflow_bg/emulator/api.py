@@ -223,6 +223,8 @@ class Api:
         run = Run(input=dict(data["input"]), run_seconds=self.run_seconds,
                   callback_url=data.get("callback_url"), metadata=data.get("metadata"),
                   client_ref=data.get("client_ref"), price=self.price, override=self.faults.override)
+        if self.faults.run_id_prefix:
+            run.id = self.faults.run_id_prefix + run.id
         if not self.state.add_run(run):
             message = (f"The balance ({self.state.balance:.2f} USD) does not cover a run "
                        f"({self.price:.2f} USD). Top up to continue.")

@@ -81,6 +81,7 @@ class Faults:
             self.ignore_idempotency = False
             # GET /v1/runs leaves out runs younger than this many seconds, as a service still writing them.
             self.listing_lag = 0.0
+            self.run_id_prefix = ""  # e.g. "tenant/": ids no client should turn into a path
 
     @property
     def status_override(self) -> str | None:

@@ -29,7 +29,7 @@ class Links:
     def output_url(self, run_id: str, n: int, name: str | None = None) -> str:
         """`.../<n>.webp`, or `.../<n>/<name>` with the name percent-encoded whole, slashes included."""
         tail = f"{n}.webp" if name is None else f"{n}/{quote(name, safe='')}"
-        return self._signed(f"/files/outputs/{run_id}/{tail}", OUTPUT_TTL)
+        return self._signed(f"/files/outputs/{quote(run_id, safe='')}/{tail}", OUTPUT_TTL)
 
     def check(self, path: str, query: dict[str, str]) -> tuple[str, str] | None:
         """None for a good, fresh signature; else the storage error (code, message) to answer."""
