@@ -45,7 +45,7 @@ class RunflowBgError(Exception):
     """Base of every error the tool reports; carries an exit code and a hint."""
 
     exit_code: ExitCode = ExitCode.INTERNAL
-    default_hint: str | None = None
+    default_hint: str | None = "Run the command again with --debug for details."
 
     def __init__(
         self,
@@ -94,6 +94,7 @@ class AuthError(RunflowBgError):
 
 class InputError(RunflowBgError):
     exit_code = ExitCode.BAD_INPUT
+    default_hint = "Check the file, folder or value named above."
 
 
 class RunNotFound(InputError):
@@ -107,10 +108,12 @@ class UnavailableError(RunflowBgError):
 
 class RunFailed(RunflowBgError):
     exit_code = ExitCode.RUN_FAILED
+    default_hint = "Submitting the request again starts a new, paid run."
 
 
 class WaitTimeout(RunflowBgError):
     exit_code = ExitCode.TIMEOUT
+    default_hint = "The run goes on server-side; `runflow-bg runs wait RUN_ID` picks it up."
 
 
 class InsufficientCredit(RunflowBgError):
@@ -133,6 +136,7 @@ class CreateUnknown(RunflowBgError):
 
 class Interrupted(RunflowBgError):
     exit_code = ExitCode.INTERRUPTED
+    default_hint = "Run the same command again to resume; nothing is paid twice."
 
 
 class OutputClosed(RunflowBgError):

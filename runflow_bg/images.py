@@ -7,8 +7,10 @@ must be: an EXIF rotation to apply, a side over 4096 px, or a format the model d
 from __future__ import annotations
 
 import io
+import math
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -16,6 +18,8 @@ from typing import BinaryIO
 from runflow_bg.errors import InputError
 
 MAX_SIDE = 4096
+LARGE_PIXELS = 24_000_000
+MAX_DECODED_PIXELS = 64_000_000
 MAX_INPUT_BYTES = 52_428_800
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
@@ -109,13 +113,32 @@ def _encode(image, fmt: str, original) -> bytes:
     return out.getvalue()
 
 
-def prepare_image(source: InputFile) -> PreparedImage:
-    """Decode, orient, downscale and (if needed) convert one input image."""
+def prepare_image(source: InputFile,
+                  on_large: Callable[[str], None] | None = None) -> PreparedImage:
+    """Decode, orient, downscale and (if needed) convert one input image.
+
+    The size is read from the header first: a JPEG larger than the service takes is decoded
+    at a reduced scale (fast and small), other formats over MAX_DECODED_PIXELS are refused
+    rather than decoded whole, and `on_large` hears about a large photo before the wait.
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(source.data)) as original:
             source_format = original.format or "unknown"
+            width, height = original.size
+            if width * height > MAX_DECODED_PIXELS and source_format != "JPEG":
+                raise InputError(
+                    f"{source.name}: {width}x{height} is too many pixels to decode "
+                    f"({width * height / 1e6:.0f} MP; a {source_format} may have at most "
+                    f"{MAX_DECODED_PIXELS // 1_000_000} MP).",
+                    hint=f"Downscale it to at most {MAX_SIDE} px a side, or save it as JPEG.")
+            if width * height > LARGE_PIXELS and on_large is not None:
+                on_large(f"{source.name}: preparing a large photo ({width * height / 1e6:.0f} MP)")
+            display = (height, width) if _orientation(original) in (5, 6, 7, 8) else (width, height)
+            if source_format == "JPEG" and max(width, height) > MAX_SIDE:
+                scale = MAX_SIDE / max(width, height)
+                original.draft(original.mode, (math.ceil(width * scale), math.ceil(height * scale)))
             original.load()
             oriented = ImageOps.exif_transpose(original)
             notices = []
@@ -123,8 +146,8 @@ def prepare_image(source: InputFile) -> PreparedImage:
             if oriented.size != original.size or _orientation(original) not in (None, 1):
                 notices.append(f"{source.name}: applied its EXIF orientation")
                 changed = True
-            if max(oriented.size) > MAX_SIDE:
-                before = oriented.size
+            if max(display) > MAX_SIDE:
+                before = display
                 oriented = oriented.copy()
                 oriented.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
                 notices.append(f"{source.name}: downscaled from {before[0]}x{before[1]} to "

@@ -68,6 +68,13 @@ _ADDED_COLUMNS = (("owner", "TEXT"), ("sent_at", "REAL"))
 _SETUP_ATTEMPTS = 200  # 10 s at most
 
 
+def _storable(args: tuple) -> tuple:
+    """SQLite keeps UTF-8 only: a file name's undecodable bytes are kept as backslash escapes,
+    the same way every time, so that lookups by the same name still match."""
+    return tuple(arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                 if isinstance(arg, str) else arg for arg in args)
+
+
 @dataclass(frozen=True)
 class Owner:
     """A process that works on requests: host, pid and start time (pids are reused)."""
@@ -194,11 +201,21 @@ class Journal:
                 for name, kind in _ADDED_COLUMNS:
                     if name not in columns:
                         self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
+                self._private_files()
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or attempt == _SETUP_ATTEMPTS - 1:
                     raise
                 time.sleep(0.05)
+
+    def _private_files(self) -> None:
+        """The write-ahead log and its index hold the same records: 0600 like the database."""
+        path = self._db.execute("PRAGMA database_list").fetchone()[2]
+        for suffix in ("-wal", "-shm"):
+            try:
+                os.chmod(path + suffix, 0o600)
+            except OSError:
+                pass
 
     def close(self) -> None:
         with self._lock:
@@ -222,14 +239,14 @@ class Journal:
     def _write(self, sql: str, args: tuple) -> None:
         try:
             with self._lock:
-                self._db.execute(sql, args)
+                self._db.execute(sql, _storable(args))
         except sqlite3.Error as exc:
             raise JournalError(f"Cannot write the journal: {exc}.") from None
 
     def _rows(self, sql: str, args: tuple) -> list[Entry]:
         with self._lock:
             rows = self._db.execute(f"SELECT {', '.join(Entry.__dataclass_fields__)} FROM requests "
-                                    + sql, args).fetchall()
+                                    + sql, _storable(args)).fetchall()
         return [Entry(*row[:11], tuple(json.loads(row[11])), *row[12:]) for row in rows]
 
     # -- claims ----------------------------------------------------------------------------

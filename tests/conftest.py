@@ -13,7 +13,7 @@ def isolated_env(tmp_path, monkeypatch):
     home = tmp_path / "rfbg-home"
     monkeypatch.setenv("RUNFLOW_BG_HOME", str(home))
     for name in ("RUNFLOW_API_KEY", "RUNFLOW_BASE_URL", "RUNFLOW_WEBHOOK_SECRET",
-                 "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY"):
+                 "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "CI"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "100")

@@ -63,7 +63,8 @@ def sample_zip() -> bytes:
 
 def cli_env(base_url: str | None, home: Path, key: str | None = KEY, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RUNFLOW_", "GITHUB_")) and k not in MACHINE_NETWORK_SETTINGS}
+           if not k.startswith(("RUNFLOW_", "GITHUB_")) and k not in MACHINE_NETWORK_SETTINGS
+           and k != "CI"}  # tests act as a person at a shell unless they say otherwise
     env.update({"RUNFLOW_BG_HOME": str(home), "NO_COLOR": "1", "RUNFLOW_BG_RETRIES": "2",
                 "HOME": str(home / "user-home"), "COLUMNS": "100"})
     if base_url:

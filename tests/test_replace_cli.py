@@ -302,6 +302,14 @@ def test_terminal_shows_a_spinner_and_transfer_bars(emu, work, env):
     assert f"✓ run {run_id} succeeded" in screen
 
 
+@pytest.mark.parametrize("setting", [{"TERM": "dumb"}, {"CI": "true"}, {"NO_COLOR": "1"}])
+def test_a_terminal_can_ask_for_plain_lines(emu, work, env, setting):
+    env = {**{k: v for k, v in env.items() if k != "NO_COLOR"}, "TERM": "xterm-256color", **setting}
+    code, stdout, screen = run_with_terminal_stderr(["replace", "bottle.png", "marble.jpg"], env, work)
+    assert code == 0, screen
+    assert "\x1b[" not in screen and "saved bottle-bg.webp" in screen
+
+
 def test_quiet_and_verbose(emu, work, env):
     quiet = run_cli("replace", "bottle.png", "marble.jpg", "-q", "-o", "q", env=env, cwd=work)
     assert quiet.returncode == 0 and quiet.stderr == b"" and quiet.stdout == b"q/bottle-bg.webp\n"

@@ -70,6 +70,7 @@ def batch(
     shard_spec = collect.parse_shard(shard)
     notes = PlainReporter(terminal)
     scene_image, scene_source = load_image(scene, None, notes)
+    opt.warn_if_file_like(terminal, request.out_dir)
     check_output_dir(request.out_dir, create=not dry_run)
     if report is not None:
         check_report_path(report)

@@ -99,10 +99,10 @@ class BatchView:
                 if self.lines:
                     self.lines.on_stage(f"{data['photo']}: failed: {message}")
                 if self.github:
-                    photo = printable(data["photo"], ())
-                    self.terminal.raw_note(
-                        f"::error file={_escape_annotation(photo, property=True)}::"
-                        f"{_escape_annotation(printable(message, self.terminal.secrets))}")
+                    photo = printable(data["photo"], line_start=False)
+                    message = printable(message, self.terminal.secrets, line_start=False)
+                    self.terminal.raw_note(f"::error file={_escape_annotation(photo, property=True)}"
+                                           f"::{_escape_annotation(message)}")
             elif state == "skipped" and self.lines:
                 self.lines.on_stage(f"{data['photo']}: skipped")
             if self._progress is not None:

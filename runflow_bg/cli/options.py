@@ -59,6 +59,15 @@ def parse_metadata(items: list[str]) -> dict | None:
     return metadata or None
 
 
+def warn_if_file_like(terminal, out_dir: Path) -> None:
+    """`-o photo.webp` for a folder that does not exist yet is likely a mistake: say so."""
+    from runflow_bg.images import IMAGE_SUFFIXES
+
+    if not out_dir.exists() and out_dir.suffix.lower() in IMAGE_SUFFIXES:
+        terminal.note(f"Warning: -o {out_dir} names a folder to create, not an output file; "
+                      "use --name to choose file names.")
+
+
 def resolve_common(settings, *, out: Path | None, name: str | None, timeout: str | None,
                    poll_interval: str | None, metadata: list[str], callback_url: str | None,
                    prompt: str | None, overwrite: bool, wait: bool,

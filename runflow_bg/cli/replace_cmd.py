@@ -58,6 +58,7 @@ def replace(
     inputs = outcome = None
     try:
         inputs = _inputs(photo, scene, zip_url, image, reference, reporter)
+        opt.warn_if_file_like(terminal, settings.out_dir)
         checks.check_output_dir(settings.out_dir, create=not dry_run)
         if dry_run:
             journal = invocation.open_journal(local=local)

@@ -113,6 +113,7 @@ def _fetch(ctx, run_ids, options, *, as_json, quiet, verbose, signed_urls):
     invocation = ctx.obj
     terminal = invocation.terminal.configure(quiet=quiet, verbose=verbose or invocation.debug)
     reporter = terminal.reporter()
+    opt.warn_if_file_like(terminal, options.out_dir)
     outcomes = []
     try:
         with invocation.open_session() as session:

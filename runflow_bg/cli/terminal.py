@@ -30,18 +30,21 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SIGNED_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#'\"<>]+)\?[^\s'\"<>]*")
 
 
-def printable(text: str, secrets: tuple[str, ...] = ()) -> str:
+def printable(text: str, secrets: tuple[str, ...] = (), *, line_start: bool = True) -> str:
     """Text from anywhere made safe for a terminal or a CI log.
 
     Secrets become ***, URLs lose their query strings (signatures), undecodable bytes and
     control characters (ESC, BEL, ...) are shown as escapes, and a line cannot begin with `::`,
-    which GitHub Actions would read as a workflow command.
+    which GitHub Actions would read as a workflow command (`line_start` off: the text goes
+    inside a command this tool writes, escaped there).
     """
     for secret in secrets:
         text = text.replace(secret, "***")
     text = _SIGNED_QUERY.sub(r"\1", text)
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     text = _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+    if not line_start:
+        return text
     return "\n".join("\\" + line if line.lstrip().startswith("::") else line
                      for line in text.split("\n"))
 

@@ -33,6 +33,14 @@ class Photo:
         return str(self.folder / self.path.stem)
 
 
+def _resolve(path: Path) -> Path:
+    """The real path; a link loop resolves as far as it can, and fails later as its own item."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return path.absolute()
+
+
 def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
@@ -68,7 +76,7 @@ def collect_photos(args: list[str], cwd: Path) -> list[Photo]:
 
     def add(path: Path, base: Path, named: bool = False) -> None:
         """Mirror the folder relative to the working directory, else relative to `base`."""
-        resolved = path.resolve()
+        resolved = _resolve(path)
         if resolved not in photos:
             inside_cwd = resolved.is_relative_to(cwd.resolve())
             folder = _relative_folder(path, cwd if inside_cwd else base)
@@ -123,7 +131,7 @@ def drop_earlier_outputs(photos: list[Photo], recorded: set[str], out_dir: Path,
             would_be_outputs.add(folder / name)
     kept = []
     for photo in photos:
-        resolved = photo.path.resolve()
+        resolved = _resolve(photo.path)
         if not photo.named and (resolved in recorded_paths or resolved in would_be_outputs):
             continue
         kept.append(photo)

@@ -71,7 +71,7 @@ def load_image(name: str, stdin: BinaryIO | None,
                reporter: Reporter) -> tuple[PreparedImage, InputFile]:
     """Read and prepare one image; returns it with the file it came from (for same-file checks)."""
     source = read_input(name, stdin)
-    prepared = prepare_image(source)
+    prepared = prepare_image(source, on_large=reporter.on_notice)
     for notice in prepared.notices:
         reporter.on_notice(notice)
     return prepared, source

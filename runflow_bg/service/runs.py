@@ -134,7 +134,7 @@ def _fetch(client: RunflowClient, journal: Journal, outcome: Outcome, options: F
             raise InputError(f"{existing} already exists (run {run_id}).",
                              hint="Add --overwrite to replace it, or choose another --name or --out.")
     try:
-        outcome.run = client.get_run(run_id)
+        outcome.run = client.get_run(run_id, deadline=waiting.deadline)
     except KeyboardInterrupt:
         raise Interrupted(f"Interrupted while reading run {run_id}.", run_id=run_id) from None
 
