@@ -155,3 +155,23 @@ class _Stream(httpx.SyncByteStream):
 
     def __iter__(self):
         yield from self._chunks
+
+
+def test_an_honestly_gzipped_output_is_saved_decoded():
+    import gzip
+    import io
+
+    from runflow_bg.transfers import download
+
+    image = b"RIFF\x10\x00\x00\x00WEBPVP8 " + b"\x00" * 5000
+    packed = gzip.compress(image)
+
+    def handler(request):
+        return httpx.Response(200, content=packed, headers={
+            "Content-Type": "image/webp", "Content-Encoding": "gzip",
+            "Content-Length": str(len(packed))})
+
+    sink = io.BytesIO()
+    fetched = download(transport(handler, FakeClock()), "https://cdn.example/1.webp", sink)
+    assert sink.getvalue() == image and fetched.size == len(image)
+    assert fetched.content_type == "image/webp" and fetched.head.startswith(b"RIFF")

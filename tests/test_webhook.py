@@ -179,6 +179,16 @@ def test_missing_body_file_exits_4_and_missing_signature_exits_2(tmp_path, isola
     assert result.returncode == 2 and "--signature" in result.stderr.decode()
 
 
+def test_a_body_too_large_for_a_callback_is_refused_unread(tmp_path, isolated_env):
+    env = cli_env(None, isolated_env, RUNFLOW_WEBHOOK_SECRET=SECRET)
+    body = b" " * (2 * 1024 * 1024)
+    (tmp_path / "big.json").write_bytes(body)
+    for args, stdin in ((["big.json"], None), (["-"], body)):
+        result = run_cli("webhook", "verify", *args, "--signature", sign(SECRET, body),
+                         stdin=stdin, env=env, cwd=tmp_path)
+        assert result.returncode == 4 and "too large for a callback body" in result.stderr.decode()
+
+
 def test_json_of_a_signed_body_that_is_not_json_exits_4(tmp_path, isolated_env):
     env = cli_env(None, isolated_env, RUNFLOW_WEBHOOK_SECRET=SECRET)
     body = b"not json"
