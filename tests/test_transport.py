@@ -167,7 +167,7 @@ def test_an_honestly_gzipped_output_is_saved_decoded():
     packed = gzip.compress(image)
 
     def handler(request):
-        return httpx.Response(200, content=packed, headers={
+        return httpx.Response(200, stream=_Stream(iter([packed[:100], packed[100:]])), headers={
             "Content-Type": "image/webp", "Content-Encoding": "gzip",
             "Content-Length": str(len(packed))})
 
