@@ -48,6 +48,17 @@ MAX_UPLOAD_BYTES = 52_428_800
 _UPLOAD_SESSIONS = 3
 _NOT_CREATED_STATUSES = frozenset({429, 503})
 _LOOKUP_INTERVAL = 2.0
+_FORBIDDEN_HINTS = {  # what a 403 asks of the user, by its code
+    "EMAIL_NOT_VERIFIED": "Confirm your email address (see the message Runflow sent you), "
+                          "then try again.",
+    "ORGANIZATION_MEMBERSHIP_REQUIRED": "The key's user is not a member of the organisation; "
+                                        "ask an admin to add you, or use a key of yours.",
+    "ROLE_UNRESOLVED": "Your role in the organisation could not be determined; ask an admin "
+                       "to check your membership.",
+    "IMPERSONATION_READ_ONLY": "This session can only read; use your own API key to run models.",
+    "": "The key may lack a scope (runs:create, runs:read, assets:create); check it in "
+        "Runflow's dashboard.",
+}
 
 
 def new_client_ref() -> str:
@@ -168,10 +179,9 @@ class RunflowClient:
         if status == 401:
             return AuthError(f"Runflow refused the API key ({label}).", **common)
         if status == 403:
-            return AuthError(
-                f"Runflow denied the request ({label}){suffix}.",
-                hint="The key may lack a scope (runs:create, runs:read, assets:create); "
-                     "check it in Runflow's dashboard.", **common)
+            return AuthError(f"Runflow denied the request ({label}){suffix}.",
+                             hint=_FORBIDDEN_HINTS.get((code or "").upper(), _FORBIDDEN_HINTS[""]),
+                             **common)
         if status == 402:
             return InsufficientCredit(f"Insufficient credit ({label}){suffix}.", **common)
         if status == 404 and run_id:

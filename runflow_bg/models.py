@@ -145,6 +145,26 @@ def _url_of(item: Any) -> str | None:
     return None
 
 
+def _is_image_type(kind: Any) -> bool:
+    """An output entry's `type`: missing, `image`, or an image MIME type such as image/webp."""
+    if kind is None:
+        return True
+    return isinstance(kind, str) and (kind.lower() == "image" or kind.lower().startswith("image/"))
+
+
+def _failure_of(data: dict) -> tuple[Any, Any]:
+    """A failed run's code and message: its failure_* fields, else `error`, else the error
+    envelope a failed run's `output` carries."""
+    for source in (data, data.get("error"), data.get("output")):
+        if not isinstance(source, dict):
+            continue
+        code = source.get("failure_code") if source is data else source.get("code")
+        message = source.get("failure_message") if source is data else source.get("message")
+        if code or message:
+            return code, message
+    return None, None
+
+
 def extract_output_urls(output: Any) -> tuple[str, ...]:
     """Every output URL, from each output shape seen: image_urls, outputs[], image, url."""
     if output is None:
@@ -165,7 +185,7 @@ def extract_output_urls(output: Any) -> tuple[str, ...]:
                             f"({type(output).__name__}).")
     urls = []
     for item in candidates:
-        if isinstance(item, dict) and item.get("type") not in (None, "image"):
+        if isinstance(item, dict) and not _is_image_type(item.get("type")):
             continue
         url = _url_of(item)
         if url:
@@ -184,11 +204,13 @@ def parse_run(data: Any) -> Run:
     status = data.get("status_code", data.get("status"))
     if not isinstance(status, str) or not status.strip():
         raise ProtocolError(f"Runflow's answer for run {run_id} has no status.")
-    error = data.get("error") if isinstance(data.get("error"), dict) else {}
     metadata = data.get("metadata")
     run_input = data.get("input")
     status = clean_text(status, 64).lower()
-    output = data.get("output") if classify_status(status) is RunState.SUCCEEDED else None
+    state = classify_status(status)
+    output = data.get("output") if state is RunState.SUCCEEDED else None
+    failure_code, failure_message = _failure_of(data) if state is RunState.FAILED else (
+        data.get("failure_code"), data.get("failure_message"))
     return Run(
         id=run_id,
         status=status,
@@ -198,8 +220,8 @@ def parse_run(data: Any) -> Run:
         duration_ms=_opt_int(data.get("duration_ms")),
         created_at=_opt_str(data.get("created_at")),
         completed_at=_opt_str(data.get("completed_at") or data.get("finished_at")),
-        failure_code=_opt_str(data.get("failure_code") or error.get("code")),
-        failure_message=_opt_str(data.get("failure_message") or error.get("message")),
+        failure_code=_opt_str(failure_code),
+        failure_message=_opt_str(failure_message),
         metadata=metadata if isinstance(metadata, dict) else None,
         input=run_input if isinstance(run_input, dict) else None,
         raw=data,

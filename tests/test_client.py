@@ -435,3 +435,17 @@ def test_a_create_sent_again_with_its_key_replays_the_same_run(emu, client):
     assert again.id == first.id and emu.created_run_count == 1
     keys = [r.headers.get("Idempotency-Key") for r in emu.requests if r.endpoint == "run_create"]
     assert keys == ["rfbg-replay", "rfbg-replay"]
+
+
+@pytest.mark.parametrize("code,needle", [
+    ("EMAIL_NOT_VERIFIED", "Confirm your email"),
+    ("ORGANIZATION_MEMBERSHIP_REQUIRED", "not a member of the organisation"),
+    ("ROLE_UNRESOLVED", "role"),
+    ("IMPERSONATION_READ_ONLY", "only read"),
+    ("PERMISSION_DENIED", "scope"),
+])
+def test_each_403_code_gets_its_own_hint(emu, client, code, needle):
+    emu.faults.fail_next("run_get", 403, body={"code": code, "message": "no"})
+    with pytest.raises(AuthError) as info:
+        client.get_run("whatever")
+    assert needle in info.value.hint and code in info.value.message

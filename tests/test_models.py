@@ -160,3 +160,20 @@ def test_backoff_is_capped_and_jittered():
     assert 32 <= policy.delay(10) <= 33
     assert policy.delay(1, retry_after=7) == 7
     assert policy.delay(1, retry_after=10_000) == policy.max_retry_after
+
+
+def test_outputs_typed_with_an_image_mime_type_are_kept():
+    output = {"outputs": [{"url": "https://cdn/a.webp", "type": "image/webp"},
+                          {"url": "https://cdn/b.mp4", "type": "video"},
+                          {"url": "https://cdn/c.png", "type": "IMAGE/PNG"}]}
+    assert extract_output_urls(output) == ("https://cdn/a.webp", "https://cdn/c.png")
+
+
+@pytest.mark.parametrize("data", [
+    {"failure_code": "MODEL_ERROR", "failure_message": "bad input"},
+    {"error": {"code": "MODEL_ERROR", "message": "bad input"}},
+    {"output": {"code": "MODEL_ERROR", "message": "bad input"}},  # the callback's error envelope
+])
+def test_a_failure_reason_is_read_wherever_it_is_given(data):
+    run = parse_run({"id": "r", "status_code": "failed", **data})
+    assert (run.failure_code, run.failure_message) == ("MODEL_ERROR", "bad input")
