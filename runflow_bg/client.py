@@ -30,10 +30,12 @@ from runflow_bg.errors import (
 from runflow_bg.clock import Clock
 from runflow_bg.models import (
     Asset,
+    LogLine,
     Run,
     RunPage,
     parse_asset,
     parse_error_body,
+    parse_log_page,
     parse_run,
     parse_run_page,
     parse_upload_session,
@@ -236,6 +238,24 @@ class RunflowClient:
                 return None
         return None
 
+    def model_price(self, model: str = MODEL) -> Decimal | None:
+        """The model's price a request in USD, from its pricing list; None when it names none."""
+        path = model_path(model).removesuffix("/runs") + "/pricing"
+        data = self._api_call("GET", path, what="pricing")
+        items = data.get("items") if isinstance(data, dict) else data
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict):
+                continue
+            if str(item.get("currency_code") or "USD").upper() != "USD":
+                continue
+            try:
+                price = Decimal(str(item.get("price")))
+            except InvalidOperation:
+                continue
+            if price.is_finite() and price >= 0:
+                return price
+        return None
+
     def get_run(self, run_id: str, *, deadline: float | None = None) -> Run:
         """The run as the API shows it now; `deadline` bounds retries (a --timeout)."""
         run_id = run_id.strip()
@@ -244,6 +264,20 @@ class RunflowClient:
         data = self._api_call("GET", f"/runs/{quote(run_id, safe='')}", run_id=run_id,
                               what="run", deadline=deadline)
         return parse_run(data)
+
+    def run_logs(self, run_id: str, *, pages: int = 10) -> list[LogLine]:
+        """A run's log lines, oldest first (at most `pages` pages of them)."""
+        lines: list[LogLine] = []
+        cursor = None
+        for _ in range(pages):
+            params = {"limit": 100, **({"pq": cursor} if cursor else {})}
+            page, cursor = parse_log_page(self._api_call(
+                "GET", f"/runs/{quote(run_id, safe='')}/logs", run_id=run_id, what="run log",
+                params=params))
+            lines.extend(page)
+            if not cursor or not page:
+                break
+        return lines
 
     def list_runs(self, *, limit: int | None = None, q: str | None = None,
                   cursor: str | None = None, sort_by: str = "created_at:desc") -> RunPage:

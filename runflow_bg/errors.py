@@ -64,17 +64,21 @@ class RunflowBgError(Exception):
         self.status = status
         self.request_id = request_id
         self.run_id = run_id
+        self.log: tuple[str, ...] = ()  # a failed run's last log lines, when Runflow has them
 
     def __str__(self) -> str:
         return self.message
 
     def to_dict(self) -> dict:
         """The `error` object of the JSON output."""
-        return {
+        data = {
             "code": self.code or type(self).__name__,
             "message": self.message,
             "exit_code": int(self.exit_code),
         }
+        if self.log:
+            data["log"] = list(self.log)
+        return data
 
 
 class ProtocolError(RunflowBgError):

@@ -245,6 +245,30 @@ def parse_run_page(data: Any) -> RunPage:
     )
 
 
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a run's log, safe to print."""
+
+    timestamp: str
+    level: str
+    message: str
+
+    def describe(self) -> str:
+        return " ".join(part for part in (self.timestamp, self.level.upper(), self.message) if part)
+
+
+def parse_log_page(data: Any) -> tuple[tuple[LogLine, ...], str | None]:
+    """A page of a run's log lines and the cursor of the next page (`next_pq` or `next`)."""
+    if not isinstance(data, dict) or not isinstance(data.get("items", []), list):
+        raise ProtocolError("Runflow's run log answer has no list of items.")
+    lines = tuple(LogLine(_opt_str(item.get("timestamp") or item.get("created_at")) or "",
+                          _opt_str(item.get("level_code") or item.get("level")) or "",
+                          _opt_str(item.get("message")) or "")
+                  for item in data.get("items", []) if isinstance(item, dict))
+    cursor = data.get("next_pq") or data.get("next")
+    return lines, cursor if isinstance(cursor, str) and cursor else None
+
+
 def _require_str(data: dict, *keys: str, what: str) -> str:
     for key in keys:
         value = data.get(key)

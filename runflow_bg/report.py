@@ -55,7 +55,10 @@ def write_report(path: Path, scene: str, outcomes: list[dict], title: str = "run
     for outcome in outcomes:
         state = _state(outcome)
         result = outcome["outputs"][0]["path"] if outcome["outputs"] else None
-        detail = html.escape(outcome["error"]["message"]) if outcome["error"] else ""
+        detail = ""
+        if outcome["error"]:
+            detail = html.escape(outcome["error"]["message"]) + "".join(
+                f"<br><code>{html.escape(line)}</code>" for line in outcome["error"].get("log", ()))
         rows.append(
             "<tr>"
             f"<td>{thumbnail(outcome['photo'])}<code>{html.escape(outcome['photo'])}</code></td>"

@@ -49,6 +49,8 @@ def batch(
     verbose: bool = opt.VERBOSE,
 ) -> None:
     """Replace the background of many photos with one scene; resumable, paid once per photo."""
+    from dataclasses import replace as with_changes
+
     from runflow_bg.cli.batch_view import BatchView
     from runflow_bg.cli.terminal import PlainReporter
     from runflow_bg.errors import UsageError
@@ -65,8 +67,9 @@ def batch(
                                  callback_url=callback_url, prompt=prompt, overwrite=overwrite,
                                  wait=True, use_cache=not no_cache)
     options = BatchOptions(request, concurrency=settings.concurrency(concurrency),
-                           max_runs=None if local else _max_runs(max_cost),
-                           retry_failed=retry_failed, local=local)
+                           budget=None if local else _budget(max_cost),
+                           retry_failed=retry_failed, local=local,
+                           price=invocation.price(local=local).amount)
     shard_spec = collect.parse_shard(shard)
     notes = PlainReporter(terminal)
     scene_image, scene_source = load_image(scene, None, notes)
@@ -85,15 +88,20 @@ def batch(
                           journal, options)
         _announce(plan, options, notes, excluded)
         if dry_run:
+            _estimate(plan, options, notes)
             _print_dry_run(terminal, plan, options, as_json)
             return
         if plan.runs_to_create > 1 and not (yes or local) and not sys.stdin.isatty():
             raise UsageError(f"Refusing to submit {plan.runs_to_create} runs "
-                             f"(${plan.estimated_cost(options.max_runs):.2f}) without confirmation.",
+                             f"(${plan.estimated_cost(options.budget):.2f}) without confirmation.",
                              hint="Add --yes to spend from a script, or --dry-run to see the plan.")
         view = BatchView(terminal, len(plan.items), as_json=as_json,
                          github=settings.github_actions)
         with invocation.open_client(local=local, connections=options.concurrency) as client:
+            if plan.runs_to_create and not local:
+                plan.price = invocation.price(client).amount
+                options = with_changes(options, price=plan.price)
+            _estimate(plan, options, notes)
             if plan.runs_to_create and not local:
                 _confirm(plan, options, client, yes, notes)
             view.start()
@@ -112,11 +120,10 @@ def batch(
     _finish(invocation, result, outcomes, scene, report)
 
 
-def _max_runs(max_cost: str | None) -> int | None:
+def _budget(max_cost: str | None):
     from decimal import Decimal, InvalidOperation
 
     from runflow_bg.errors import UsageError
-    from runflow_bg.service.replace import PRICE_USD
 
     if max_cost is None:
         return None
@@ -124,10 +131,10 @@ def _max_runs(max_cost: str | None) -> int | None:
         budget = Decimal(max_cost.lstrip("$"))
     except InvalidOperation:
         budget = Decimal(-1)
-    if budget < 0 or not budget.is_finite():
+    if not budget.is_finite() or budget < 0:
         raise UsageError(f"Invalid --max-cost {max_cost!r}.",
                          hint="Give an amount in USD, e.g. --max-cost 10.")
-    return int(budget // PRICE_USD)
+    return budget
 
 
 def check_report_path(report: Path) -> None:
@@ -159,17 +166,19 @@ def _announce(plan, options, notes, excluded: int) -> None:
         if plan.count(action):
             parts.append(f"{plan.count(action)} {label}")
     notes.on_stage(", ".join(parts))
+
+
+def _estimate(plan, options, notes) -> None:
+    """The runs to be created and what they cost at the price Runflow reports."""
     if options.local:
         notes.on_stage(f"{plan.runs_to_create} local runs, on this machine and free")
         return
-    runs = plan.runs_to_create
-    if options.max_runs is not None and options.max_runs < runs:
-        runs = options.max_runs
+    runs = plan.affordable_runs(options.budget)
+    cap = ""
+    if runs < plan.runs_to_create:
         cap = f" (capped by --max-cost; {plan.runs_to_create - runs} left for later)"
-    else:
-        cap = ""
     notes.on_stage(f"{runs} runs will be created, estimated cost "
-                   f"${plan.estimated_cost(options.max_runs):.2f}{cap}")
+                   f"${plan.estimated_cost(options.budget):.2f} at ${plan.price:.2f} a run{cap}")
 
 
 def _confirm(plan, options, client, yes: bool, notes) -> None:
@@ -180,7 +189,7 @@ def _confirm(plan, options, client, yes: bool, notes) -> None:
         notes.on_stage(f"balance ${balance:.2f}")
     if yes or plan.runs_to_create <= 1:
         return
-    cost = plan.estimated_cost(options.max_runs)
+    cost = plan.estimated_cost(options.budget)
     if not typer.confirm(f"Submit up to {plan.runs_to_create} runs for about ${cost:.2f}?",
                          default=False, err=True):
         raise Interrupted("Cancelled; nothing was submitted.")
@@ -199,7 +208,8 @@ def _print_dry_run(terminal, plan, options, as_json: bool) -> None:
              "out_dir": str(options.request.out_dir / item.photo.folder)} for item in plan.items]
     summary = {"dry_run": True, "model": MODEL, "items": len(plan.items), "local": options.local,
                "runs_to_create": plan.runs_to_create,
-               "estimated_cost": f"{plan.estimated_cost(options.max_runs):.2f}", "currency": "USD"}
+               "estimated_cost": f"{plan.estimated_cost(options.budget):.2f}",
+               "price": f"{plan.price:.2f}", "currency": "USD"}
     if as_json:
         for row in [*rows, summary]:
             terminal.out_json(row)

@@ -98,6 +98,8 @@ class BatchView:
                     self.terminal.rich(f"✗ {data['photo']}: {message}", "red")
                 if self.lines:
                     self.lines.on_stage(f"{data['photo']}: failed: {message}")
+                for line in data["error"].get("log", ()):
+                    self.terminal.say(f"{data['photo']}: | {line}")
                 if self.github:
                     photo = printable(data["photo"], line_start=False)
                     message = printable(message, self.terminal.secrets, line_start=False)

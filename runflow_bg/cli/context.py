@@ -128,6 +128,19 @@ class Invocation:
         finally:
             journal.close()
 
+    def price(self, client=None, *, local: bool = False):
+        """The price of a run (free with --local); with no client, no request is made."""
+        from runflow_bg.pricing import FREE, Price, price_per_run
+        from runflow_bg.service.inputs import MODEL
+
+        if local:
+            return Price(FREE, True)
+        price = price_per_run(client, self.settings.paths.cache_dir / "pricing.json", MODEL)
+        notice = price.notice(MODEL)
+        if notice and client is not None:
+            self.terminal.notice(notice)
+        return price
+
     def network_variables(self, *, proxies: bool) -> dict[str, str]:
         """The proxy (or CA) variables in effect, for `doctor`."""
         names = PROXY_ENVS if proxies else CA_ENVS

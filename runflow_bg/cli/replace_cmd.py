@@ -66,7 +66,9 @@ def replace(
                 check_outputs(journal, inputs, settings)
             finally:
                 journal.close()
-            _print_dry_run(terminal, dry_run_summary(inputs, settings, local=local), as_json)
+            price = invocation.price(local=local).amount
+            _print_dry_run(terminal, dry_run_summary(inputs, settings, price=price, local=local),
+                           as_json)
             return
         with invocation.open_session(local=local) as session:
             outcome = run_replace(session.client, session.journal, inputs, settings, reporter)

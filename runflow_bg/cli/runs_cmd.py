@@ -57,6 +57,27 @@ def list_(
         _print_table(invocation.terminal, outcomes)
 
 
+@app.command("logs")
+def logs(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., metavar="RUN_ID", help="The run whose log to show."),
+    tail: Optional[int] = typer.Option(None, "--tail", metavar="N", min=1,
+                                       help="Only the last N lines."),
+    as_json: bool = JSON_LINES,
+) -> None:
+    """A run's log lines, oldest first: what the model and Runflow said while it ran."""
+    invocation = ctx.obj
+    with invocation.open_session() as session:
+        lines = session.client.run_logs(run_id)
+    lines = lines[-tail:] if tail else lines
+    if as_json:
+        for line in lines:
+            invocation.terminal.out_json({"timestamp": line.timestamp, "level": line.level,
+                                          "message": line.message})
+    else:
+        invocation.terminal.out_lines([line.describe() for line in lines])
+
+
 @app.command("wait")
 def wait(
     ctx: typer.Context,

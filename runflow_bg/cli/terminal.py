@@ -177,6 +177,8 @@ class Terminal:
             traceback.print_exception(exc, file=self.stderr)
         if isinstance(exc, RunflowBgError):
             lines = [f"Error: {exc.message}"]
+            if exc.log:
+                lines += ["  the run's last log lines:"] + [f"  | {line}" for line in exc.log]
             hint = exc.hint or ""
             if exc.request_id:
                 hint = f"{hint} Request id: {exc.request_id}".strip()

@@ -22,6 +22,7 @@ from runflow_bg.errors import (BudgetReached, InputError, InsufficientCredit, In
 from runflow_bg.fsutil import remove_stale_parts
 from runflow_bg.journal import FAILED, SUBMITTED, SUCCEEDED, Entry, Journal, Request
 from runflow_bg.models import Run
+from runflow_bg.pricing import cost_of
 from runflow_bg.progress import Reporter
 from runflow_bg.service.batch_plan import SPENDING, Action, BatchOptions, Item, Plan, item_options
 from runflow_bg.service.inputs import Inputs, local_inputs
@@ -53,37 +54,50 @@ class BatchResult:
 
 
 class _Gate:
-    """Shared by the workers: the run budget, closed for good by a 402 or the budget's end."""
+    """Shared by the workers: the budget in money, and a stop for good after a 402.
 
-    def __init__(self, max_runs: int | None) -> None:
+    Each run created here is counted at the price when it is sent and corrected by the cost
+    it reports once it has succeeded, so --max-cost and "money spent" follow Runflow's figures.
+    """
+
+    def __init__(self, budget: Decimal | None, price: Decimal) -> None:
         self._lock = threading.Lock()
-        self._left = max_runs
+        self._budget, self._price = budget, price
+        self.spent = Decimal(0)
         self.created = 0
         self.closed_by: RunflowBgError | None = None
 
     @property
     def closed(self) -> bool:
-        return self.closed_by is not None or self._left == 0
+        return self.closed_by is not None or not self._affordable()
+
+    def _affordable(self) -> bool:
+        return self._budget is None or self.spent + self._price <= self._budget
 
     def close(self, reason: RunflowBgError) -> None:
         self.closed_by = self.closed_by or reason
 
     def before_create(self) -> None:
-        """Take one run from the budget, or refuse."""
+        """Commit one run's price, or refuse."""
         with self._lock:
             if self.closed_by is not None:
                 raise self.closed_by
-            if self._left is not None:
-                if self._left <= 0:
-                    raise BudgetReached("--max-cost reached; the item was not submitted.")
-                self._left -= 1
+            if not self._affordable():
+                raise BudgetReached("--max-cost reached; the item was not submitted.")
+            self.spent += self._price
             self.created += 1
 
     def refund(self) -> None:
+        """The service answered a create with an error: no run, no cost."""
         with self._lock:
             self.created -= 1
-            if self._left is not None:
-                self._left += 1
+            self.spent -= self._price
+
+    def reported(self, cost: Decimal | None) -> None:
+        """A run created here reported what it cost."""
+        if cost is not None:
+            with self._lock:
+                self.spent += cost - self._price
 
 
 class _ItemReporter:
@@ -116,7 +130,7 @@ class BatchRunner:
         self.plan, self.client, self.journal, self.options = plan, client, journal, options
         self.reporter, self.on_outcome = reporter, on_outcome
         self.clock = client.clock
-        self.gate = _Gate(options.max_runs)
+        self.gate = _Gate(options.budget, options.price)
         self._left_over = 0
         self._lock = threading.Lock()
         self._in_flight: dict[str, str] = {}
@@ -169,6 +183,8 @@ class BatchRunner:
             self._forget(item)
             raise
         self._forget(item)
+        if reserved:
+            self.gate.reported(cost_of(run.cost))
         return self._outcome(item, client_ref=submitted.client_ref, run=run, saved=saved)
 
     def _shared(self, item: Item, entry: Entry) -> Outcome:
@@ -296,6 +312,6 @@ class BatchRunner:
         outcomes = [item.outcome for item in self.plan.items if item.outcome is not None]
         in_flight = [entry.run_id or f"(client_ref {entry.client_ref}, being created)"
                      for entry in self.journal.in_flight(self.plan.job)]
-        return BatchResult(outcomes, self.gate.created, self.gate.created * self.options.price,
+        return BatchResult(outcomes, self.gate.created, self.gate.spent,
                            self._left_over, interrupted or self.clock.stopped, in_flight,
                            self.gate.closed_by, self.options.local)

@@ -21,7 +21,8 @@ from runflow_bg.journal import FAILED, IN_FLIGHT, SUBMITTED, SUCCEEDED, Entry, J
 from runflow_bg.naming import check_replaceable, existing_first_output, output_path, render
 from runflow_bg.service.collect import Photo
 from runflow_bg.service.inputs import digest, local_source, request_hash
-from runflow_bg.service.replace import PRICE_USD, ReplaceOptions
+from runflow_bg.pricing import PUBLISHED_PRICE
+from runflow_bg.service.replace import ReplaceOptions
 from runflow_bg.service.results import Outcome
 
 
@@ -57,13 +58,10 @@ class Item:
 class BatchOptions:
     request: ReplaceOptions
     concurrency: int = 4
-    max_runs: int | None = None
+    budget: Decimal | None = None  # --max-cost
     retry_failed: bool = False
     local: bool = False  # the built-in emulator: nothing is paid
-
-    @property
-    def price(self) -> Decimal:
-        return Decimal(0) if self.local else PRICE_USD
+    price: Decimal = PUBLISHED_PRICE  # a run, as Runflow reports it (pricing.py)
 
 
 @dataclass
@@ -83,9 +81,14 @@ class Plan:
         return self.count(Action.SUBMIT) + sum(
             1 for i in self.items if i.action is Action.RESUME and i.entry and i.entry.status != SUBMITTED)
 
-    def estimated_cost(self, max_runs: int | None = None) -> Decimal:
-        runs = self.runs_to_create if max_runs is None else min(max_runs, self.runs_to_create)
-        return runs * self.price
+    def affordable_runs(self, budget: Decimal | None) -> int:
+        """How many of the runs to create fit in the budget (all of them without one)."""
+        if budget is None or not self.price:
+            return self.runs_to_create
+        return min(self.runs_to_create, int(budget // self.price))
+
+    def estimated_cost(self, budget: Decimal | None = None) -> Decimal:
+        return self.affordable_runs(budget) * self.price
 
 
 def job_key(options: ReplaceOptions) -> str:

@@ -21,9 +21,6 @@ from runflow_bg.service.results import Outcome
 from runflow_bg.service.settle import Waiting, settle
 from runflow_bg.service.submit import outputs_present, submit
 
-PRICE_USD = Decimal("0.35")
-
-
 @dataclass(frozen=True)
 class ReplaceOptions:
     """How to run one request; plain values resolved by the CLI."""
@@ -51,8 +48,8 @@ class ReplaceOptions:
         return Outcome(photo=inputs.photo, scene=inputs.scene, prompt=self.prompt, **fields)
 
 
-def dry_run_summary(inputs: Inputs, options: ReplaceOptions, *, local: bool = False,
-                    model: str = MODEL) -> dict:
+def dry_run_summary(inputs: Inputs, options: ReplaceOptions, *, price: Decimal,
+                    local: bool = False, model: str = MODEL) -> dict:
     """What a real run would send and cost; computed without any network call."""
     members = [{"name": n, "bytes": s} for n, s in inputs.package.members] if inputs.package else []
     return {
@@ -66,7 +63,7 @@ def dry_run_summary(inputs: Inputs, options: ReplaceOptions, *, local: bool = Fa
         "input": inputs.run_input("<uploaded zip>" if inputs.package else inputs.zip_url or "",
                                   options.prompt),
         "prompt": options.prompt,
-        "estimated_cost": "0.00" if local else str(PRICE_USD),
+        "estimated_cost": "0.00" if local else f"{price:.2f}",
         "currency": "USD",
         "local": local,
         "out_dir": str(options.out_dir),

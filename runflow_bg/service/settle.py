@@ -37,6 +37,18 @@ def run_failure(run: Run) -> RunFailed:
                      hint="It has no outputs; submitting the request again starts a new, paid run.")
 
 
+LOG_LINES_SHOWN = 3
+
+
+def last_log_lines(client: RunflowClient, run_id: str) -> tuple[str, ...]:
+    """A failed run's last log lines, to show with its failure (nothing when they cannot be read)."""
+    try:
+        lines = client.run_logs(run_id, pages=3)
+    except RunflowBgError:
+        return ()
+    return tuple(line.describe() for line in lines[-LOG_LINES_SHOWN:])
+
+
 def settle(client: RunflowClient, journal: Journal, run: Run, naming: OutputNaming,
            reporter: Reporter, waiting: Waiting,
            on_status: callable | None = None) -> tuple[Run, list[SavedFile]]:
@@ -54,6 +66,7 @@ def settle(client: RunflowClient, journal: Journal, run: Run, naming: OutputNami
     entry = journal.by_run_id(run.id)
     if run.state is RunState.FAILED:
         failure = run_failure(run)
+        failure.log = last_log_lines(client, run.id)
         if entry is not None:
             journal.record_finish(entry.client_ref, FAILED, error=failure.message)
         raise failure
