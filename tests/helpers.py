@@ -75,6 +75,22 @@ def cli_env(base_url: str | None, home: Path, key: str | None = KEY, **extra: st
     return env
 
 
+class FakeClock(Clock):
+    """Time that moves only when something sleeps: unit tests of schedules and retries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.time = 0.0
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.time
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.time += seconds
+
+
 class QuickClock(Clock):
     """A clock whose sleeps pass quickly (at most 50 ms of real time) but count in full.
 

@@ -9,27 +9,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from runflow_bg.clock import Clock
+from helpers import FakeClock
 from runflow_bg.errors import ProtocolError, UnavailableError
 from runflow_bg.transport import API_BODY_CAP, RetryPolicy, Transport
 
 URL = "https://api.example/v1/thing"
 POLICY = RetryPolicy(max_attempts=3, rate_limited_attempts=5, base_delay=1, max_delay=8,
                      jitter=0, max_retry_after=60)
-
-
-class FakeClock(Clock):
-    def __init__(self):
-        super().__init__()
-        self.time = 0.0
-        self.sleeps = []
-
-    def now(self):
-        return self.time
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.time += seconds
 
 
 def transport(handler, clock, attempt_seconds=30.0):

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from helpers import FakeClock
 from runflow_bg import config
-from runflow_bg.clock import Clock
 from runflow_bg.durations import format_duration, parse_duration
 from runflow_bg.errors import AuthError, InputError, UsageError, WaitTimeout
 from runflow_bg.images import InputFile, prepare_image, read_input
@@ -114,22 +114,6 @@ def test_templates_stay_inside_the_output_folder(tmp_path):
 
 
 # -- polling ----------------------------------------------------------------------------------
-
-class FakeClock(Clock):
-    """Time that moves only when something sleeps."""
-
-    def __init__(self):
-        super().__init__()
-        self.time = 0.0
-        self.sleeps = []
-
-    def now(self):
-        return self.time
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.time += seconds
-
 
 def test_adaptive_polling_is_quick_then_slower_up_to_5s():
     clock = FakeClock()
