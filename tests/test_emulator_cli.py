@@ -41,6 +41,7 @@ def test_serves_until_sigterm_and_prints_how_to_use_it(server, tmp_path, isolate
     assert (tmp_path / "bottle-bg.webp").exists()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
+    assert process.stdout.read() == ""  # two lines only, without --tls
     assert "emulator stopped" in process.stderr.read()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import signal
 import threading
@@ -13,6 +14,8 @@ from runflow_bg.errors import UsageError
 
 HELP = "Serve the built-in Runflow-compatible API on loopback, for free offline tests."
 
+TLS_HELP = ("Serve https with a throwaway CA, and print SSL_CERT_FILE and NODE_EXTRA_CA_CERTS for "
+            "clients to trust it (needs the tls extra).")
 FAIL_HELP = ("Answer the next requests to ENDPOINT with STATUS: ENDPOINT=STATUS[xCOUNT][@RETRY_AFTER], "
              "e.g. run_create=503x2@1. Repeatable.")
 
@@ -46,6 +49,15 @@ def parse_delay_spec(spec: str) -> tuple[str, float]:
     return endpoint, value
 
 
+def require_trustme() -> None:
+    """--tls makes its certificates with trustme, an optional extra: say how to get it."""
+    try:
+        importlib.import_module("trustme")
+    except ImportError:
+        raise UsageError("--tls needs the trustme package, which is not installed.",
+                         hint="pip install 'runflow-bg[tls]'") from None
+
+
 def emulator(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", help="Address to bind; loopback unless you say otherwise."),
@@ -55,6 +67,7 @@ def emulator(
     callback_secret: Optional[str] = typer.Option(
         None, "--callback-secret", help="Sign callbacks with this secret (Runflow-Signature)."),
     balance: str = typer.Option("100.00", help="Starting balance in USD; each run costs 0.35."),
+    tls: bool = typer.Option(False, "--tls", help=TLS_HELP),
     fail: List[str] = typer.Option([], "--fail", metavar="ENDPOINT=STATUS[xN][@S]", help=FAIL_HELP),
     delay: List[str] = typer.Option([], "--delay", metavar="ENDPOINT=SECONDS",
                                     help="Wait before answering ENDPOINT. Repeatable."),
@@ -92,12 +105,14 @@ def emulator(
         raise UsageError(f"Invalid --status-spelling {status_spelling!r}; use default or alt.")
     if not 0 <= listing_lag < math.inf:
         raise UsageError(f"Invalid --listing-lag {listing_lag:g}; use 0 or more seconds.")
+    if tls:
+        require_trustme()
     failures = [parse_fail_spec(spec) for spec in fail]
     delays = [parse_delay_spec(spec) for spec in delay]
     api_key = key or f"rf_emu_{secrets.token_hex(12)}"
 
     emu = Emulator(api_key=api_key, host=host, port=port, run_seconds=run_seconds,
-                   callback_secret=callback_secret, balance=balance)
+                   callback_secret=callback_secret, balance=balance, tls=tls)
     for endpoint, status, count, retry_after in failures:
         emu.faults.fail_next(endpoint, status, count=count, retry_after=retry_after)
     for endpoint, seconds in delays:
@@ -127,6 +142,11 @@ def emulator(
         signal.signal(signum, lambda *_: stopped.set())
     try:
         terminal.out_lines([f"RUNFLOW_BASE_URL={emu.base_url}", f"RUNFLOW_API_KEY={emu.api_key}"])
+        if tls:
+            terminal.out_lines([f"SSL_CERT_FILE={emu.ca_file}", f"NODE_EXTRA_CA_CERTS={emu.ca_file}"])
+            terminal.note("SSL_CERT_FILE makes Python clients (runflow-bg, httpx) trust the emulator's "
+                          "throwaway CA, NODE_EXTRA_CA_CERTS makes Node do the same; the file is "
+                          "deleted when the emulator stops.")
         terminal.note(f"Runflow emulator listening on {emu.base_url} "
                       f"(runs take {run_seconds:g} s); Ctrl-C stops it.")
         while not stopped.wait(0.5):

@@ -13,6 +13,7 @@ from runflow_bg.emulator.runs import PRICE
 from runflow_bg.emulator.server import Server
 from runflow_bg.emulator.signing import Links
 from runflow_bg.emulator.state import RequestRecord, State
+from runflow_bg.emulator.tls import Tls
 from runflow_bg.emulator.worker import Worker
 
 STOP_TIMEOUT = 5.0
@@ -26,7 +27,7 @@ class Emulator:
     def __init__(self, api_key: str = "rf_test_key", host: str = "127.0.0.1", port: int = 0,
                  run_seconds: float = 0.2, callback_secret: str | None = None,
                  callback_retry_delays: tuple[float, ...] = (1.0, 2.0), balance: str | None = "100.00",
-                 price: str | Decimal = PRICE):
+                 price: str | Decimal = PRICE, tls: bool = False):
         self.api_key = api_key
         self.host = host
         self.port = port
@@ -34,26 +35,37 @@ class Emulator:
         self.callback_secret = callback_secret
         self.callback_retry_delays = tuple(callback_retry_delays)
         self.price = _price(price)
+        self.tls = tls
         self.faults = Faults()
         self._state = State(balance)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._threads_lock = threading.Lock()
         self._server: Server | None = None
+        self._tls: Tls | None = None
         self._api: Api | None = None
         self._worker: Worker | None = None
         self._serve_thread: threading.Thread | None = None
 
     def start(self) -> Emulator:
-        """Bind (port 0 picks a free port) and serve on a daemon thread."""
+        """Bind (port 0 picks a free port) and serve on a daemon thread; with tls, make its CA first."""
         if self._server is not None:
             raise RuntimeError("An Emulator can be started once.")
-        self._server = Server((self.host, self.port), self.faults, self._state, self._stop)
+        tls = Tls(self._reachable_host()) if self.tls else None
+        try:
+            self._server = Server((self.host, self.port), self.faults, self._state, self._stop,
+                                  ssl_context=tls.server_context if tls else None)
+        except BaseException:
+            if tls:
+                tls.close()
+            raise
+        self._tls = tls
         self.port = self._server.server_address[1]
         links = Links(self.base_url)
         sender = CallbackSender(self.callback_secret, self.callback_retry_delays, self._stop,
                                 self._state.add_delivery)
-        self._worker = Worker(self._state, links, self.faults, sender, self._stop, self._spawn)
+        self._worker = Worker(self._state, links, self.faults, sender, self._stop, self._spawn,
+                              ssl_context=tls.client_context if tls else None)
         self._api = self._server.api = Api(api_key=self.api_key, state=self._state, faults=self.faults,
                                            links=links, worker=self._worker, run_seconds=self.run_seconds,
                                            price=self.price)
@@ -76,6 +88,8 @@ class Emulator:
             threads = list(self._threads)
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self._tls:
+            self._tls.close()
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -96,11 +110,19 @@ class Emulator:
 
     @property
     def base_url(self) -> str:
-        """http://HOST:PORT without /v1; a wildcard bind is reached through loopback."""
+        """http(s)://HOST:PORT without /v1; a wildcard bind is reached through loopback."""
         if self._server is None:
             raise RuntimeError("Start the emulator first.")
-        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
-        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+        host, scheme = self._reachable_host(), "https" if self.tls else "http"
+        return f"{scheme}://[{host}]:{self.port}" if ":" in host else f"{scheme}://{host}:{self.port}"
+
+    @property
+    def ca_file(self) -> str | None:
+        """The PEM file of the CA behind the https certificate, for clients to trust (None without
+        tls); stop() deletes it."""
+        if self._server is None:
+            raise RuntimeError("Start the emulator first.")
+        return self._tls.ca_file if self._tls else None
 
     def finish_runs(self) -> None:
         """End every unfinished run now, held ones too, so a test need not wait out run_seconds.
@@ -143,6 +165,10 @@ class Emulator:
     @property
     def callback_deliveries(self) -> list[CallbackDelivery]:
         return self._state.deliveries()
+
+    def _reachable_host(self) -> str:
+        """The bound host, or loopback for a wildcard bind: the host clients are sent to."""
+        return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
 
     def _spawn(self, target, *args: object) -> None:
         """Start a daemon thread that stop() will join."""

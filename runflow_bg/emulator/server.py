@@ -1,4 +1,4 @@
-"""The HTTP layer: sockets and keep-alive, request bodies, routing to endpoint names, transport faults."""
+"""The HTTP(S) layer: sockets and keep-alive, request bodies, routing to endpoint names, transport faults."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import secrets
 import selectors
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -155,7 +156,8 @@ class Server(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], faults: Faults, state: State, stop: threading.Event):
+    def __init__(self, address: tuple[str, int], faults: Faults, state: State, stop: threading.Event,
+                 ssl_context: ssl.SSLContext | None = None):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.faults = faults
@@ -166,6 +168,11 @@ class Server(ThreadingHTTPServer):
         self._live_lock = threading.Lock()
         self._waker = socket.socketpair()  # before binding: a failed bind calls server_close()
         super().__init__(address, _Handler)
+        if ssl_context is not None:
+            # Each connection's handshake happens on its own thread, at its first read, under the
+            # handler's timeout: a client that connects and says nothing cannot stall accept().
+            self.socket = ssl_context.wrap_socket(self.socket, server_side=True,
+                                                  do_handshake_on_connect=False)
 
     def serve(self) -> None:
         """serve_forever's loop, woken by a socket pair instead of polling, so stop() takes no 0.5 s."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import ssl
 import threading
 import time
 import urllib.request
@@ -32,13 +33,15 @@ class Worker:
     """Runs each run on its own thread, so results and callbacks come even if no one polls."""
 
     def __init__(self, state: State, links: Links, faults: Faults, sender: CallbackSender,
-                 stop: threading.Event, spawn: Callable[..., None]):
+                 stop: threading.Event, spawn: Callable[..., None],
+                 ssl_context: ssl.SSLContext | None = None):
         self.state = state
         self.links = links
         self.faults = faults
         self.sender = sender
         self.stop = stop
         self.spawn = spawn
+        self.ssl_context = ssl_context  # with tls, also trusts the emulator's own CA
         self._wake = threading.Condition()
 
     def start(self, run: Run, failure: RunFailure | None) -> None:
@@ -103,13 +106,16 @@ class Worker:
         return Outcome(image=image)
 
     def _fetch(self, url: str) -> bytes:
-        """The emulator's own asset URLs are read from the store; others are downloaded."""
+        """The emulator's own asset URLs are read from the store; others (itself by another name
+        included) are downloaded."""
         parts = urlsplit(url)
         if _ASSET_PATH.fullmatch(parts.path) and same_origin(url, self.links.base_url):
             return self._read_asset(url)
         if parts.scheme not in ("http", "https"):
             raise FetchError(f"zip_url {redact_url(url)} is not an http(s) URL")
-        handlers = [urllib.request.ProxyHandler({})] if is_loopback_host(parts.hostname) else []
+        handlers = [urllib.request.HTTPSHandler(context=self.ssl_context)]
+        if is_loopback_host(parts.hostname):
+            handlers.append(urllib.request.ProxyHandler({}))
         try:
             with urllib.request.build_opener(*handlers).open(url, timeout=FETCH_TIMEOUT) as answer:
                 data = answer.read(MAX_ZIP_BYTES + 1)
