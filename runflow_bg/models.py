@@ -229,12 +229,12 @@ def parse_run(data: Any) -> Run:
 
 
 def parse_run_page(data: Any) -> RunPage:
-    """A page of runs from `{"items": [...], "next_pq": ...}` (or a bare list)."""
+    """A page of runs from `{"items": [...], "next_pq" or "next": ...}` (or a bare list)."""
     if isinstance(data, list):
         items, cursor = data, None
     elif isinstance(data, dict):
         items = data.get("items", data.get("runs", data.get("data", [])))
-        cursor = data.get("next_pq") or data.get("next_cursor")
+        cursor = data.get("next_pq") or data.get("next") or data.get("next_cursor")
     else:
         raise ProtocolError("Runflow's run listing is not a list of runs.")
     if not isinstance(items, list):

@@ -194,7 +194,7 @@ def test_missing_or_wrong_key_is_401(emu, headers):
 
 def test_me_and_unknown_paths(api):
     me = api.get("/auth/me")
-    assert me.status_code == 200 and {"id", "email", "org"} <= me.json().keys()
+    assert me.status_code == 200 and me.json()["email"] and me.json()["memberships"] is None
     for answer in (api.get("/nothing/here"), api.delete("/runs")):
         assert answer.status_code == 404 and answer.json()["code"] == "NOT_FOUND"
 
@@ -206,7 +206,7 @@ def test_keep_alive_reuses_one_connection(api):
 
 
 def test_balance_credit_and_missing_balance(emu, api):
-    assert api.get("/billing/balance").json() == {"balance": "100.00", "currency": "USD"}
+    assert api.get("/billing/balance").json()["balance"] == "100.00"
     create(api, upload(api, sample_zip())["url"])
     assert api.get("/billing/balance").json()["balance"] == "99.65"
     emu.set_balance("0.10")
@@ -395,23 +395,23 @@ def test_list_filters_and_pages(emu, api):
     assert [r["id"] for r in found["items"]] == [runs[1]["id"]]
     first = api.get("/runs", params={"limit": 2}).json()
     assert [r["id"] for r in first["items"]] == [runs[2]["id"], runs[1]["id"]]
-    assert first["prev_pq"] is None and first["next_pq"]
-    second = api.get("/runs", params={"limit": 2, "pq": first["next_pq"]}).json()
-    assert [r["id"] for r in second["items"]] == [runs[0]["id"]] and second["next_pq"] is None
-    assert second["prev_pq"]
+    assert first["previous"] is None and first["next"]
+    second = api.get("/runs", params={"limit": 2, "pq": first["next"]}).json()
+    assert [r["id"] for r in second["items"]] == [runs[0]["id"]] and second["next"] is None
+    assert second["previous"]
     ascending = api.get("/runs", params={"sort_by": "created_at:asc"}).json()["items"]
     assert [r["id"] for r in ascending] == [r["id"] for r in runs]
     for run in runs:
         wait_finished(api, run["id"])
     assert len(api.get("/runs", params={"q": "status_code:succeeded"}).json()["items"]) == 3
-    both = api.get("/runs", params={"q": "client_ref.EQ:'ref-2',status_code:succeeded"}).json()["items"]
+    both = api.get("/runs", params={"q": "client_ref.EQ:'ref-2' AND status_code:succeeded"}).json()["items"]
     assert [r["id"] for r in both] == [runs[2]["id"]]
     assert emu.requests[-1].path == "/v1/runs"
 
 
 @pytest.mark.parametrize("params, field", [
     ({"limit": 0}, "limit"), ({"limit": 501}, "limit"), ({"limit": "ten"}, "limit"),
-    ({"sort_by": "name"}, "sort_by"), ({"q": "model:x"}, "q"), ({"pq": "not-a-cursor"}, "pq"),
+    ({"sort_by": "name"}, "sort_by"), ({"q": "colour:x"}, "q"), ({"pq": "not-a-cursor"}, "pq"),
 ])
 def test_list_refusals(api, params, field):
     answer = api.get("/runs", params=params)

@@ -98,10 +98,12 @@ def status(ctx: typer.Context) -> None:
 
 
 def account_name(account: dict) -> str | None:
-    """The account's email, else its organisation's name, safe to print."""
+    """The account's email, else its first membership's organisation name, safe to print."""
     from runflow_bg.models import clean_text
 
-    org = account.get("org")
+    memberships = account.get("memberships")
+    membership = memberships[0] if isinstance(memberships, list) and memberships else None
+    org = membership.get("org") if isinstance(membership, dict) else None
     for value in (account.get("email"), org.get("name") if isinstance(org, dict) else None):
         if isinstance(value, str) and value.strip():
             return clean_text(value, 120)

@@ -9,11 +9,14 @@ import time
 from decimal import Decimal
 from urllib.parse import urlsplit
 
+from runflow_bg.emulator import endpoints
+from runflow_bg.emulator.assets import MAX_UPLOAD_BYTES, accepted_types, resolve_zip_url
 from runflow_bg.emulator.corrupt import corrupt_run
 from runflow_bg.emulator.faults import Faults
 from runflow_bg.emulator.idempotency import IdempotencyKeys
-from runflow_bg.emulator.listing import decode_cursor, encode_cursor, parse_filter
+from runflow_bg.emulator.listing import Window, checked
 from runflow_bg.emulator.outputs import serve_output
+from runflow_bg.emulator.query import DEFAULT_SORT, parse_fields, parse_q, parse_sort, project, sort_rows
 from runflow_bg.emulator.runs import MODEL, PRICE, Run
 from runflow_bg.emulator.signing import Links
 from runflow_bg.emulator.state import Asset, State
@@ -21,10 +24,7 @@ from runflow_bg.emulator.wire import (EXPIRED, Reject, Request, Response, api_er
                                      storage_error)
 from runflow_bg.emulator.worker import Worker
 
-ALLOWED_MIME_TYPES = ("application/zip", "image/png", "image/jpeg", "image/webp")
-MAX_UPLOAD_BYTES = 52_428_800
-PUBLIC_ENDPOINTS = frozenset({"health", "storage_put", "asset_file", "output", "unknown"})
-SORTS = ("created_at:desc", "created_at:asc")
+PUBLIC_ENDPOINTS = frozenset({"health", "readiness", "storage_put", "asset_file", "output", "unknown"})
 
 
 class Api:
@@ -60,15 +60,21 @@ class Api:
     def health(self, request: Request) -> Response:
         return json_response(200, {"ok": True, "status": "ok"})
 
+    def readiness(self, request: Request) -> Response:
+        return endpoints.readiness()
+
     def me(self, request: Request) -> Response:
-        return json_response(200, {"id": "acct_emulator", "email": "emulator@localhost",
-                                   "org": {"id": "org_emulator", "name": "Runflow emulator"}})
+        return endpoints.me(request.query.get("embed"))
 
     def balance(self, request: Request) -> Response:
-        balance = self.state.balance
-        if balance is None:
-            return api_error(404, "NOT_FOUND", "This account has no billing balance.")
-        return json_response(200, {"balance": f"{balance:.2f}", "currency": "USD"})
+        return endpoints.balance(self.state.balance)
+
+    def credit_balances(self, request: Request) -> Response:
+        return endpoints.credit_balances(self.state.balance)
+
+    def pricing(self, request: Request) -> Response:
+        return endpoints.pricing(request.params["model"], self.price, Window.from_query(request.query),
+                                 self.faults.list_envelope)
 
     def unknown(self, request: Request) -> Response:
         return api_error(404, "NOT_FOUND", f"No route for {request.method} {request.path}.")
@@ -78,11 +84,11 @@ class Api:
     def asset_create(self, request: Request) -> Response:
         data = _json_object(request)
         filename, mime_type, size = data.get("filename"), data.get("mime_type"), data.get("size_bytes")
-        problems = []
-        if not isinstance(filename, str) or not filename.strip() or len(filename) > 255:
-            problems.append(("filename", "must be a non-empty string of at most 255 characters"))
-        if mime_type not in ALLOWED_MIME_TYPES:
-            problems.append(("mime_type", f"must be one of {', '.join(ALLOWED_MIME_TYPES)}"))
+        problems, types = [], accepted_types(self.faults)
+        if not isinstance(filename, str) or not filename.strip() or len(filename) > 500:
+            problems.append(("filename", "must be a non-empty string of at most 500 characters"))
+        if mime_type not in types:
+            problems.append(("mime_type", f"must be one of {', '.join(types)} (GET /v1/assets/types)"))
         if not _is_int(size) or size < 1:
             problems.append(("size_bytes", "must be a positive integer"))
         elif size > MAX_UPLOAD_BYTES:
@@ -91,6 +97,9 @@ class Api:
         asset = Asset(filename, mime_type, size)
         self.state.add_asset(asset)
         return json_response(201, {"asset_id": asset.id, "upload_url": self.links.upload_url(asset.id)})
+
+    def asset_types(self, request: Request) -> Response:
+        return endpoints.asset_types(accepted_types(self.faults))
 
     def storage_put(self, request: Request) -> Response:
         if self.faults.take("expire", "storage_put"):
@@ -145,34 +154,25 @@ class Api:
 
     def run_list(self, request: Request) -> Response:
         query = request.query
-        limit_text = query.get("limit", "20")
-        limit = int(limit_text) if limit_text.isascii() and limit_text.isdigit() else 0
-        sort_by = query.get("sort_by", "created_at:desc")
-        terms = parse_filter(query.get("q", ""))
-        offset = decode_cursor(query.get("pq") or None)
-        problems = []
-        if not 1 <= limit <= 500:
-            problems.append(("limit", "must be an integer from 1 to 500"))
-        if sort_by not in SORTS:
-            problems.append(("sort_by", f"must be one of {', '.join(SORTS)}"))
-        if terms is None:
-            problems.append(("q", "supports client_ref.EQ:'value' and status_code:value, joined by commas"))
-        if offset is None:
-            problems.append(("pq", "is not a cursor this API gave out"))
-        _refuse(problems)
+        match, sort, fields, window = checked(
+            lambda: parse_q(query.get("q", "")), lambda: parse_sort(query.get("sort_by") or DEFAULT_SORT),
+            lambda: parse_fields(query.get("fields", "")), lambda: Window.parse(query))
         now = time.monotonic()
         lag = self.faults.listing_lag
         runs = [run for run in self.state.runs() if now - run.created >= lag]
-        if sort_by == "created_at:desc":
+        if sort[0][1]:  # ties keep creation order, newest first when the first key descends
             runs.reverse()
-        views = [view for view in (self.view(run, now) for run in runs)
-                 if all(view.get(name) == value for name, value in terms)]
-        end = offset + limit
-        return json_response(200, {
-            "items": views[offset:end],
-            "next_pq": encode_cursor(end) if end < len(views) else None,
-            "prev_pq": encode_cursor(max(0, offset - limit)) if offset > 0 else None,
-        })
+        views = sort_rows([view for view in (self.view(run, now) for run in runs) if match(view)], sort)
+        answer = window.page(views, self.faults.list_envelope)
+        answer["items"] = [project(view, fields) for view in answer["items"]]
+        return json_response(200, answer)
+
+    def run_statuses(self, request: Request) -> Response:
+        return endpoints.run_statuses()
+
+    def run_logs(self, request: Request) -> Response:
+        view = self._run(request).view(time.monotonic(), self.links, spelling=self.faults.status_spelling)
+        return endpoints.run_logs(view, Window.from_query(request.query), self.faults.list_envelope)
 
     def output(self, request: Request) -> Response:
         return serve_output(request, self.state, self.faults, self.links)
@@ -219,6 +219,7 @@ class Api:
         if model != MODEL:
             raise Reject(api_error(404, "MODEL_NOT_FOUND", f"No model named {model!r}."))
         data = _json_object(request)
+        resolve_zip_url(data, self.state, self.links, self.faults)
         _refuse(_run_problems(data))
         run = Run(input=dict(data["input"]), run_seconds=self.run_seconds,
                   callback_url=data.get("callback_url"), metadata=data.get("metadata"),

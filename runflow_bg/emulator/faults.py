@@ -15,11 +15,13 @@ ENDPOINTS = frozenset({
     "health", "me", "asset_create", "storage_put", "asset_confirm", "asset_get", "run_create",
     "run_get", "run_list", "balance", "callback_history", "callback_redeliver", "asset_file",
     "output", "unknown",
+    "readiness", "run_statuses", "run_logs", "asset_types", "pricing", "credit_balances",
 })
 STORAGE_ENDPOINTS = frozenset({"storage_put", "asset_file", "output"})
 RUN_FAILURE_STATUSES = ("failed", "errored", "canceled", "cancelled")
 CORRUPTIBLE_ENDPOINTS = ("run_get", "run_create")
-_CHOICES = {"output_shape": ("image_urls", "outputs"), "status_spelling": ("default", "alt")}
+_CHOICES = {"output_shape": ("image_urls", "outputs"), "status_spelling": ("default", "alt"),
+            "list_envelope": ("reference", "next_pq")}
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,9 @@ class Faults:
             # GET /v1/runs leaves out runs younger than this many seconds, as a service still writing them.
             self.listing_lag = 0.0
             self.run_id_prefix = ""  # e.g. "tenant/": ids no client should turn into a path
+            # Lists answer {items, first, next, previous} (the reference), or {items, next_pq, prev_pq}.
+            self.list_envelope = "reference"
+            self.asset_types: tuple[str, ...] | None = None  # narrows the upload MIME types accepted
 
     @property
     def status_override(self) -> str | None:
@@ -201,6 +206,11 @@ def _checked(name: str, value: object) -> object:
         raise ValueError("output_count must be a whole number, 0 or more")
     if name == "output_content_type" and value is not None and not isinstance(value, str):
         raise ValueError("output_content_type must be a string or None")
+    if name == "asset_types" and value is not None:
+        types = None if isinstance(value, str) else tuple(value)
+        if not types or not all(isinstance(item, str) and item for item in types):
+            raise ValueError("asset_types must be a non-empty list of MIME types, or None")
+        return types
     if name == "listing_lag" and (not isinstance(value, (int, float)) or isinstance(value, bool)
                                   or not 0 <= value < math.inf):
         raise ValueError("listing_lag must be a number of seconds, 0 or more")

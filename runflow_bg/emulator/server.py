@@ -23,17 +23,23 @@ from runflow_bg.emulator.wire import Request, Response, api_error, storage_error
 
 ROUTES = [
     ("GET", r"/v1/health", "health"),
+    ("GET", r"/v1/readiness", "readiness"),
     ("GET", r"/v1/auth/me", "me"),
     ("POST", r"/v1/asset-uploads", "asset_create"),
     ("PUT", r"/storage/uploads/(?P<asset_id>[^/]+)", "storage_put"),
     ("POST", r"/v1/asset-uploads/(?P<asset_id>[^/]+)/confirmations", "asset_confirm"),
+    ("GET", r"/v1/assets/types", "asset_types"),
     ("GET", r"/v1/assets/(?P<asset_id>[^/]+)", "asset_get"),
     ("POST", r"/v1/models/(?P<model>.+)/runs", "run_create"),
+    ("GET", r"/v1/models/(?P<model>.+)/pricing", "pricing"),
     ("GET", r"/v1/runs", "run_list"),
+    ("GET", r"/v1/runs/statuses", "run_statuses"),
     ("GET", r"/v1/runs/(?P<run_id>[^/]+)", "run_get"),
+    ("GET", r"/v1/runs/(?P<run_id>[^/]+)/logs", "run_logs"),
     ("GET", r"/v1/runs/(?P<run_id>[^/]+)/callback", "callback_history"),
     ("POST", r"/v1/runs/(?P<run_id>[^/]+)/callback-redeliveries", "callback_redeliver"),
     ("GET", r"/v1/billing/balance", "balance"),
+    ("GET", r"/v1/credit-balances", "credit_balances"),
     ("GET", r"/files/assets/(?P<asset_id>[^/]+)/(?P<filename>[^/]+)", "asset_file"),
     ("GET", r"/files/outputs/(?P<run_id>[^/]+)/\d+(?:\.webp|/(?P<name>[^/]+))", "output"),
 ]
