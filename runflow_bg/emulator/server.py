@@ -30,6 +30,7 @@ ROUTES = [
     ("POST", r"/v1/models/(?P<model>.+)/runs", "run_create"),
     ("GET", r"/v1/runs", "run_list"),
     ("GET", r"/v1/runs/(?P<run_id>[^/]+)", "run_get"),
+    ("POST", r"/v1/admin/runs/(?P<run_id>[^/]+)/cancellation", "run_cancel"),
     ("GET", r"/v1/runs/(?P<run_id>[^/]+)/callback", "callback_history"),
     ("POST", r"/v1/runs/(?P<run_id>[^/]+)/callback-redeliveries", "callback_redeliver"),
     ("GET", r"/v1/billing/balance", "balance"),
