@@ -350,8 +350,8 @@ def test_outputs_shape(emu, client):
     assert len(run.output_urls) == 1 and run.raw["output"].get("outputs")
 
 
-def test_alternative_status_spellings(emu, client):
-    emu.faults.status_spelling = "alt"
+def test_every_documented_status_on_the_way(emu, client):
+    emu.run_seconds = 1.0  # 0.1 s of it dispatching
     run = upload_and_create(client)
     seen = set()
     end = time.monotonic() + 10
@@ -360,10 +360,23 @@ def test_alternative_status_spellings(emu, client):
         seen.add(current.status)
         if current.finished:
             break
-        time.sleep(0.01)
-    assert current.status == "partial_succeeded" and current.state is RunState.SUCCEEDED
-    assert current.output_urls
-    assert "dispatching" in seen or "running" in seen
+        time.sleep(0.005)
+    assert current.status == "succeeded" and current.state is RunState.SUCCEEDED
+    assert seen <= {"queued", "dispatching", "running", "succeeded"} and "dispatching" in seen
+
+
+def test_partial_success_of_a_multi_output_run(emu, client):
+    emu.faults.partial_success, emu.faults.output_count = True, 3
+    done = wait_finished(client, upload_and_create(client).id)
+    assert done.status == "partial_succeeded" and done.state is RunState.SUCCEEDED
+    assert len(done.output_urls) == 2
+
+
+def test_older_docs_spelling_of_canceled_runs(emu, client):
+    emu.faults.status_spelling = "older-docs"
+    emu.faults.fail_runs(1, status="canceled", code="CANCELED", message="canceled by an admin")
+    done = wait_finished(client, upload_and_create(client).id)
+    assert done.status == "cancelled" and done.state is RunState.FAILED
 
 
 def test_sdk_shape(emu, client):

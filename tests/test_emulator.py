@@ -19,17 +19,27 @@ import pytest
 from PIL import Image
 
 from helpers import sample_zip
-from runflow_bg.emulator import Emulator, Faults
+from runflow_bg.emulator import Emulator, Faults, callbacks
 from runflow_bg.emulator.corrupt import CORRUPT_MODES
 from runflow_bg.emulator.idempotency import IdempotencyKeys
-from runflow_bg.emulator.runs import Run
+from runflow_bg.emulator.runs import Run, Shape
 
 KEY = "rf_emulator_test_key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 FAST = {"api_key": KEY, "run_seconds": 0.2, "callback_retry_delays": (0.05, 0.1)}
-RUN_FIELDS = {"id", "model", "status_code", "input", "output", "metadata", "client_ref", "callback_url",
-              "created_at", "started_at", "completed_at", "duration_ms", "cost", "failure_code",
-              "failure_message", "failure_stage_code"}
+RUN_FIELDS = {  # the API reference's Run
+    "id", "flow_id", "model_id", "comfyui_workflow_id", "target_type", "target_version", "org_id",
+    "status_code", "source_code", "input", "output", "context", "duration_ms", "cost", "cost_breakdown",
+    "nodes_total", "nodes_completed", "resolved_template_id", "batch_id", "client_ref", "jurisdiction_code",
+    "flow_version_id", "request_id", "created_by", "created_at", "started_at", "completed_at",
+    "callback_url", "metadata", "has_logs", "has_node_runs", "links", "failure_code", "failure_message",
+    "failure_stage_code", "node_runs"}
+DELIVERY_FIELDS = {
+    "id", "run_id", "callback_url", "payload_bytes", "payload", "signing_secret_id", "is_automatic",
+    "status_code", "failure_reason_code", "failure_detail", "attempt_count", "max_attempts",
+    "next_attempt_at", "created_at", "updated_at", "completed_at", "attempts"}
+ATTEMPT_FIELDS = {"id", "delivery_id", "attempt_number", "status_code", "response_body", "response_time_ms",
+                  "error_message", "created_at"}
 TLS = ssl.create_default_context()  # shared: building one per httpx client costs ~50 ms
 FINISHED = {"succeeded", "partial_succeeded", "failed", "errored", "canceled", "cancelled"}
 
@@ -289,17 +299,19 @@ def test_chunked_request_bodies_are_read(emu, api):
 
 # -- runs ------------------------------------------------------------------------------------
 
-def test_run_goes_queued_running_succeeded_and_its_output_downloads():
+def test_run_goes_queued_dispatching_running_succeeded_and_its_output_downloads():
     with Emulator(api_key=KEY, run_seconds=0.6) as slow, \
             httpx.Client(base_url=f"{slow.base_url}/v1", headers=AUTH, timeout=5, verify=TLS) as api:
         created = create(api, upload(api, sample_zip())["url"], metadata={"sku": "A1"}, client_ref="ref-1")
         assert created.keys() == RUN_FIELDS and created["status_code"] == "queued"
         assert created["output"] is None and created["cost"] == "0.35"
-        assert created["model"] == "runflow/background-replace" and created["created_at"].endswith("+00:00")
-        assert statuses_seen(api, created["id"]) == ["queued", "running", "succeeded"]
+        assert created["target_type"] == "model" and created["model_id"] and created["node_runs"] == []
+        assert created["created_at"].endswith("Z") and created["flow_id"] is None
+        assert statuses_seen(api, created["id"]) == ["queued", "dispatching", "running", "succeeded"]
         done = api.get(f"/runs/{created['id']}").json()
+        assert done.keys() == RUN_FIELDS and done["model_id"] == created["model_id"]
         assert done["metadata"] == {"sku": "A1"} and done["client_ref"] == "ref-1"
-        assert done["duration_ms"] >= 600 and done["completed_at"].endswith("+00:00")
+        assert done["duration_ms"] >= 600 and done["completed_at"].endswith("Z")
         assert done["failure_code"] is None and done["failure_stage_code"] is None
         [url] = done["output"]["image_urls"]
         assert url.startswith(f"{slow.base_url}/files/outputs/{created['id']}/1.webp?sig=")
@@ -320,8 +332,9 @@ def test_run_seconds_can_change_for_later_runs(emu, api):
 def test_the_phases_by_elapsed_time():
     run = Run(input={}, run_seconds=1.0, created=100.0)
     times = (100.0, 100.15, 100.5, 102.0)
-    assert [run.status(t, "alt") for t in times[:3]] == ["queued", "dispatching", "running"]
-    assert [run.status(t) for t in times] == ["queued", "queued", "running", "running"]
+    assert [run.status(t) for t in times] == ["queued", "dispatching", "running", "running"]
+    older = Shape(spelling="older-docs")
+    assert [run.status(t, older) for t in times] == ["queued", "queued", "running", "running"]
 
 
 @pytest.mark.parametrize("body, field", [
@@ -619,25 +632,50 @@ def test_output_shape_outputs(emu, api):
     assert item["type"] == "image" and plain_get(item["url"]).headers["content-type"] == "image/webp"
 
 
-def test_status_spelling_alt(emu, api):
-    emu.faults.status_spelling = "alt"
-    run = create(api, upload(api, sample_zip())["url"])
-    seen = statuses_seen(api, run["id"])
-    assert seen[-1] == "partial_succeeded" and set(seen) <= {"queued", "dispatching", "running", seen[-1]}
-    assert api.get(f"/runs/{run['id']}").json()["output"]["image_urls"]
+def test_status_spelling_older_docs(emu, api, receiver):
+    emu.faults.status_spelling = "older-docs"
+    emu.run_seconds = 0.6
+    url = upload(api, sample_zip())["url"]
+    seen = statuses_seen(api, create(api, url)["id"])
+    assert seen == ["queued", "running", "succeeded"]
+    emu.run_seconds = FAST["run_seconds"]
+    emu.faults.fail_runs(1, status="canceled")
+    run = create(api, NOWHERE, callback_url=receiver.url)
+    assert wait_finished(api, run["id"])["status_code"] == "cancelled"
+    [hit] = eventually(lambda: receiver.hits)
+    assert json.loads(hit.body)["status"] == "cancelled" and json.loads(hit.body)["event"] == "run.cancelled"
 
 
-def test_sdk_shape(emu, api):
+def test_partial_success_leaves_out_an_output_of_multi_output_runs(emu, api, receiver):
+    emu.faults.partial_success = True
+    url = upload(api, sample_zip())["url"]
+    single = wait_finished(api, create(api, url)["id"])
+    assert single["status_code"] == "succeeded" and len(single["output"]["image_urls"]) == 1
+    emu.faults.output_count = 3
+    run = create(api, url, callback_url=receiver.url)
+    done = wait_finished(api, run["id"])
+    assert done["status_code"] == "partial_succeeded"
+    assert [urlsplit(u).path.rsplit("/", 1)[1] for u in done["output"]["image_urls"]] == ["1.webp", "2.webp"]
+    [hit] = eventually(lambda: receiver.hits)
+    payload = json.loads(hit.body)
+    assert (payload["event"], payload["status"]) == ("run.partial_succeeded", "partial_succeeded")
+    assert len(payload["output"]["image_urls"]) == 2
+
+
+def test_sdk_shape_adds_the_sdk_fields_beside_the_documented_ones(emu, api):
     emu.faults.sdk_shape = True
     emu.faults.fail_runs(1, status="errored", code="OOM", message="out of memory")
     url = upload(api, sample_zip())["url"]
     created = api.post("/models/runflow/background-replace/runs", json=run_body(url)).json()
-    assert "id" not in created and created["run_id"] == emu.runs()[0]["id"]
-    failed = wait_finished(api, created["run_id"])
-    assert failed["error"] == {"code": "OOM", "message": "out of memory"} and failed["finished_at"]
-    assert not {"failure_code", "failure_message", "failure_stage_code", "completed_at"} & failed.keys()
+    assert created["id"] == created["run_id"] == emu.runs()[0]["id"]
+    assert created.keys() == RUN_FIELDS | {"run_id", "model", "finished_at", "error"}
+    failed = wait_finished(api, created["id"])
+    assert failed.keys() == RUN_FIELDS | {"model", "finished_at", "error"}
+    assert failed["error"] == {"code": "OOM", "message": "out of memory"}
+    assert (failed["failure_code"], failed["failure_message"]) == ("OOM", "out of memory")
+    assert failed["finished_at"] == failed["completed_at"] and failed["model"] == "runflow/background-replace"
     succeeded = wait_finished(api, api.post("/models/runflow/background-replace/runs",
-                                            json=run_body(url)).json()["run_id"])
+                                            json=run_body(url)).json()["id"])
     assert succeeded["error"] is None and succeeded["output"]
 
 
@@ -647,8 +685,10 @@ def test_knobs_refuse_typos_and_clear_resets():
         faults.fail_next("run_creat", 500)
     with pytest.raises(ValueError):
         faults.fail_runs(status="exploded")
-    with pytest.raises(ValueError):
-        faults.output_shape = "image"
+    for name, value in (("output_shape", "image"), ("status_spelling", "alt"), ("partial_success", 1),
+                        ("callback_retry_rule", "5xx")):
+        with pytest.raises(ValueError):
+            setattr(faults, name, value)
     with pytest.raises(ValueError):
         faults.drop_next("me", count=0)
     for name, value in (("output_names", "x.png"), ("output_names", ["a.png", ""]), ("output_count", -1),
@@ -665,6 +705,8 @@ def test_knobs_refuse_typos_and_clear_resets():
             bad()
     faults.fail_next("me", 500, count=None)
     faults.sdk_shape = True
+    faults.status_spelling, faults.partial_success = "older-docs", True
+    faults.callback_retry_rule = "5xx-and-network"
     faults.output_names, faults.output_count, faults.output_content_type = ("a.png",), 2, "image/png"
     faults.status_override = "warming_up"
     faults.ignore_idempotency, faults.listing_lag = True, 2
@@ -673,6 +715,7 @@ def test_knobs_refuse_typos_and_clear_resets():
     assert faults.output_names == ["a.png"] and faults.override()[0] == "warming_up"
     faults.clear()
     assert faults.take("fail", "me") is None and faults.sdk_shape is False
+    assert faults.shape() == Shape() and faults.callback_retry_rule == "any-failure"
     assert (faults.output_names, faults.output_count, faults.output_content_type) == (None, 1, None)
     assert faults.status_override is None and faults.override() is None
     assert faults.ignore_idempotency is False and faults.listing_lag == 0
@@ -866,6 +909,15 @@ def test_finish_runs_lets_go_of_runs_held_by_a_status_override(emu, api, receive
 
 # -- callbacks -------------------------------------------------------------------------------
 
+def settled_history(api: httpx.Client, run_id: str, deliveries: int = 1) -> list[dict]:
+    """The run's callback history once that many deliveries have ended."""
+    def settled():
+        history = api.get(f"/runs/{run_id}/callback").json()
+        return history if len(history) == deliveries and all(d["completed_at"] for d in history) else None
+
+    return eventually(settled)
+
+
 def test_callback_is_signed_and_shaped_without_polling(receiver):
     with Emulator(**FAST, callback_secret="whsec_test") as signed, \
             httpx.Client(base_url=f"{signed.base_url}/v1", headers=AUTH, timeout=5, verify=TLS) as client:
@@ -877,64 +929,172 @@ def test_callback_is_signed_and_shaped_without_polling(receiver):
         assert (payload["event"], payload["status"]) == ("run.completed", "succeeded")
         assert payload["run_id"] == run["id"]
         assert payload["output"]["image_urls"] and payload["metadata"] == {"a": 1}
-        assert payload["completed_at"].endswith("+00:00") and payload["duration_ms"] >= 200
+        assert payload["created_at"].endswith("+00:00") and payload["completed_at"].endswith("+00:00")
+        assert payload["duration_ms"] >= 200
         expected = hmac.new(b"whsec_test", hit.body, hashlib.sha256).hexdigest()
         assert hit.headers["runflow-signature"] == expected
         assert hit.headers["content-type"] == "application/json"
         assert hit.headers["runflow-request-id"].startswith("req_")
-        [delivery] = signed.callback_deliveries
-        assert (delivery.url, delivery.attempt, delivery.status) == (receiver.url, 1, 200)
-        assert delivery.body == hit.body
-        history = client.get(f"/runs/{run['id']}/callback").json()
-        assert [(item["attempt"], item["status"]) for item in history["items"]] == [(1, 200)]
+        [delivery] = settled_history(client, run["id"])
+        assert delivery.keys() == DELIVERY_FIELDS and signed.callback_deliveries[0].body == hit.body
+        assert delivery["run_id"] == run["id"] and delivery["callback_url"] == receiver.url
+        assert delivery["is_automatic"] is True
+        assert delivery["payload_bytes"] == hit.body.decode() and delivery["payload"] == payload
+        assert delivery["signing_secret_id"] and delivery["status_code"] == "succeeded"
+        assert (delivery["attempt_count"], delivery["max_attempts"]) == (1, 3)
+        assert delivery["next_attempt_at"] is None
+        assert (delivery["failure_reason_code"], delivery["failure_detail"]) == (None, None)
+        assert delivery["completed_at"].endswith("Z")
+        [attempt] = delivery["attempts"]
+        assert attempt.keys() == ATTEMPT_FIELDS and attempt["delivery_id"] == delivery["id"]
+        assert (attempt["attempt_number"], attempt["status_code"], attempt["error_message"]) == (1, 200, None)
+        assert attempt["response_time_ms"] >= 0
 
 
-def test_callback_unsigned_without_a_secret_and_failed_runs_say_so(emu, api, receiver):
+def test_callback_unsigned_without_a_secret_and_canceled_runs_have_no_output(emu, api, receiver):
     emu.faults.fail_runs(1, status="canceled")
-    create(api, NOWHERE, callback_url=receiver.url)
+    run = create(api, NOWHERE, callback_url=receiver.url)
     [hit] = eventually(lambda: receiver.hits)
     payload = json.loads(hit.body)
     assert (payload["event"], payload["status"], payload["output"]) == ("run.cancelled", "canceled", None)
     assert "runflow-signature" not in hit.headers
+    assert settled_history(api, run["id"])[0]["signing_secret_id"] is None
 
 
-def test_callback_retried_after_500(emu, api, receiver):
-    receiver.answers.append(500)
-    create(api, upload(api, sample_zip())["url"], callback_url=receiver.url)
-    eventually(lambda: len(receiver.hits) == 2)
-    assert [(d.attempt, d.status) for d in emu.callback_deliveries] == [(1, 500), (2, 200)]
-    assert receiver.hits[0].body == receiver.hits[1].body
-
-
-def test_callback_not_retried_after_400(emu, api, receiver):
-    receiver.answers.append(400)
-    emu.faults.fail_runs(1)
+@pytest.mark.parametrize("status", ["failed", "errored"])
+def test_failed_run_callbacks_carry_an_error_envelope(emu, api, receiver, status):
+    emu.faults.fail_runs(1, status=status, code="MODEL_ERROR", message="model crashed")
     create(api, NOWHERE, callback_url=receiver.url)
-    eventually(lambda: emu.callback_deliveries)
-    time.sleep(0.2)  # longer than both retry delays
-    assert len(receiver.hits) == 1 and [d.status for d in emu.callback_deliveries] == [400]
+    [hit] = eventually(lambda: receiver.hits)
+    payload = json.loads(hit.body)
+    assert (payload["event"], payload["status"]) == ("run.failed", status)
+    assert payload["output"] == {"code": "MODEL_ERROR", "message": "model crashed"}
+
+
+@pytest.mark.parametrize("answer", [500, 429, 404, 400, 302])
+def test_callback_retried_after_any_non_2xx_answer(emu, api, receiver, answer):
+    receiver.answers.append(answer)
+    run = create(api, NOWHERE, callback_url=receiver.url)
+    [delivery] = settled_history(api, run["id"])
+    assert [a["status_code"] for a in delivery["attempts"]] == [answer, 200]
+    assert delivery["status_code"] == "succeeded" and receiver.hits[0].body == receiver.hits[1].body
+
+
+def test_the_model_pages_rule_retries_only_5xx_and_network_errors(emu, api, receiver):
+    emu.faults.callback_retry_rule = "5xx-and-network"
+    receiver.answers.extend([503, 400])
+    run = create(api, NOWHERE, callback_url=receiver.url)
+    [delivery] = settled_history(api, run["id"])
+    assert [a["status_code"] for a in delivery["attempts"]] == [503, 400]
+    assert (delivery["status_code"], delivery["failure_reason_code"]) == ("failed", "http_error")
+    time.sleep(0.2)  # longer than the last retry delay
+    assert len(receiver.hits) == 2
 
 
 def test_unreachable_callback_is_tried_three_times(emu, api):
-    emu.faults.fail_runs(1)
-    create(api, NOWHERE, callback_url=f"http://127.0.0.1:{closed_port()}/hook")
-    deliveries = eventually(lambda: len(emu.callback_deliveries) == 3 and emu.callback_deliveries)
-    assert [d.attempt for d in deliveries] == [1, 2, 3]
-    assert all(d.status is None and d.error for d in deliveries)
+    run = create(api, NOWHERE, callback_url=f"http://127.0.0.1:{closed_port()}/hook")
+    [delivery] = settled_history(api, run["id"])
+    assert [a["attempt_number"] for a in delivery["attempts"]] == [1, 2, 3]
+    assert all(a["status_code"] is None and a["error_message"] for a in delivery["attempts"])
+    assert (delivery["status_code"], delivery["failure_reason_code"]) == ("failed", "network_error")
+    assert delivery["failure_detail"] == delivery["attempts"][-1]["error_message"]
+
+
+def test_a_callback_that_times_out_is_retried(emu, api, monkeypatch):
+    monkeypatch.setattr(callbacks, "ATTEMPT_TIMEOUT", 0.1)
+    with socket.socket() as silent:  # connections wait in its backlog and are never answered
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        run = create(api, NOWHERE, callback_url=f"http://127.0.0.1:{silent.getsockname()[1]}/hook")
+        [delivery] = settled_history(api, run["id"])
+    assert delivery["attempt_count"] == 3
+    assert all("timed out" in a["error_message"] for a in delivery["attempts"])
+
+
+def test_history_shows_a_delivery_waiting_for_its_retry(receiver):
+    receiver.answers.append(500)
+    with Emulator(api_key=KEY, run_seconds=0.2, callback_retry_delays=(30.0,)) as slow, \
+            httpx.Client(base_url=f"{slow.base_url}/v1", headers=AUTH, timeout=5, verify=TLS) as client:
+        run = create(client, NOWHERE, callback_url=receiver.url)
+        [delivery] = eventually(lambda: [d for d in client.get(f"/runs/{run['id']}/callback").json()
+                                         if d["attempt_count"] == 1])
+        assert (delivery["status_code"], delivery["max_attempts"]) == ("pending", 2)
+        assert delivery["completed_at"] is None
+        assert delivery["next_attempt_at"] > delivery["attempts"][0]["created_at"]
 
 
 def test_callback_redelivery(emu, api, receiver):
     run = create(api, upload(api, sample_zip())["url"], callback_url=receiver.url)
     eventually(lambda: receiver.hits)
     answer = api.post(f"/runs/{run['id']}/callback-redeliveries", json={})
-    assert answer.status_code == 202
+    assert answer.status_code == 201
+    redelivery = answer.json()
+    assert redelivery.keys() == DELIVERY_FIELDS and redelivery["is_automatic"] is False
+    assert redelivery["run_id"] == run["id"] and redelivery["max_attempts"] == 3
     eventually(lambda: len(receiver.hits) == 2)
+    assert redelivery["payload_bytes"] == receiver.hits[1].body.decode()
     first, again = (json.loads(hit.body) for hit in receiver.hits)
     for payload in (first, again):  # a redelivery signs its output URLs afresh
         payload["output"]["image_urls"] = [urlsplit(url).path for url in payload["output"]["image_urls"]]
     assert first == again
+    history = settled_history(api, run["id"], deliveries=2)
+    assert [(d["is_automatic"], d["status_code"]) for d in history] == [(True, "succeeded"),
+                                                                         (False, "succeeded")]
+    assert history[1]["id"] == redelivery["id"]
     without = create(api, NOWHERE)
     assert api.post(f"/runs/{without['id']}/callback-redeliveries").status_code == 409
+    assert api.get(f"/runs/{without['id']}/callback").json() == []
+
+
+# -- admin cancel ----------------------------------------------------------------------------
+
+def cancel(api: httpx.Client, run_id: str, **body) -> httpx.Response:
+    return api.post(f"/admin/runs/{quote(run_id, safe='')}/cancellation", json=body or None)
+
+
+def test_cancel_ends_an_unfinished_run_and_its_late_result_is_dropped(emu, api, receiver):
+    emu.run_seconds = 60
+    run = create(api, upload(api, sample_zip())["url"], callback_url=receiver.url)
+    answer = cancel(api, run["id"], reason="stuck in the queue")
+    assert answer.status_code == 201
+    canceled = answer.json()
+    assert canceled.keys() == RUN_FIELDS and canceled["status_code"] == "canceled"
+    assert canceled["output"] is None and canceled["completed_at"] and canceled["failure_code"] is None
+    [hit] = eventually(lambda: receiver.hits)
+    payload = json.loads(hit.body)
+    assert (payload["event"], payload["status"], payload["output"]) == ("run.cancelled", "canceled", None)
+    time.sleep(0.5)  # the result computed meanwhile does not count
+    assert api.get(f"/runs/{run['id']}").json() == canceled
+    again = cancel(api, run["id"])
+    assert again.status_code == 200 and again.json() == canceled
+    time.sleep(0.1)
+    assert len(receiver.hits) == 1
+
+
+def test_cancel_leaves_a_finished_run_unchanged(emu, api, receiver):
+    run = create(api, NOWHERE, callback_url=receiver.url)
+    done = wait_finished(api, run["id"])
+    eventually(lambda: receiver.hits)
+    answer = cancel(api, run["id"], reason="too late")
+    assert answer.status_code == 200 and answer.json() == done and done["status_code"] == "failed"
+    time.sleep(0.2)
+    assert len(receiver.hits) == 1
+
+
+def test_cancel_refusals_held_runs_and_the_older_spelling(emu, api):
+    emu.run_seconds = 60
+    run = create(api, NOWHERE)
+    for reason in ("no", "x" * 501, 5):
+        answer = cancel(api, run["id"], reason=reason)
+        assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "reason"
+    missing = api.post("/admin/runs/no-such-run/cancellation")
+    assert missing.status_code == 404 and missing.json()["code"] == "RUN_NOT_FOUND"
+    emu.faults.status_spelling = "older-docs"
+    assert cancel(api, run["id"]).json()["status_code"] == "cancelled"
+    emu.faults.status_override = "warming_up"
+    held = create(api, NOWHERE)
+    assert cancel(api, held["id"]).status_code == 201
+    assert api.get(f"/runs/{held['id']}").json()["status_code"] == "cancelled"
 
 
 # -- lifecycle -------------------------------------------------------------------------------

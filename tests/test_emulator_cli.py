@@ -5,11 +5,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
 
-from helpers import cli_env, run_cli, write_photo, write_scene
+from helpers import cli_env, run_cli, sample_zip, write_photo, write_scene
 
 
 @pytest.fixture
@@ -74,12 +75,49 @@ def test_ignore_idempotency_and_listing_lag(isolated_env):
         process.wait()
 
 
+def test_status_and_output_knobs(isolated_env):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runflow_bg", "emulator", "--port", "0", "--run-seconds", "0.1",
+         "--status-spelling", "older-docs", "--fail-runs", "1", "--fail-status", "canceled",
+         "--output-count", "2", "--partial-success", "--callback-retry-rule", "5xx-and-network"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(None, isolated_env, key=None))
+    try:
+        base_url = process.stdout.readline().strip().split("=", 1)[1]
+        key = process.stdout.readline().strip().split("=", 1)[1]
+        with httpx.Client(base_url=f"{base_url}/v1", headers={"Authorization": f"Bearer {key}"},
+                          timeout=5) as api:
+            data = sample_zip()
+            session = api.post("/asset-uploads", json={"filename": "inputs.zip", "size_bytes": len(data),
+                                                       "mime_type": "application/zip"}).json()
+            assert httpx.put(session["upload_url"], content=data).status_code == 200
+            asset = api.post(f"/asset-uploads/{session['asset_id']}/confirmations", json={}).json()
+            body = {"input": {"zip_url": asset["url"], "file_image": "image.png",
+                              "file_reference": "reference.png"}}
+            ids = [api.post("/models/runflow/background-replace/runs", json=body).json()["id"]
+                   for _ in range(2)]
+            deadline = time.monotonic() + 10
+            while True:
+                canceled, partial = (api.get(f"/runs/{run_id}").json() for run_id in ids)
+                if partial["completed_at"] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        assert canceled["status_code"] == "cancelled"
+        assert partial["status_code"] == "partial_succeeded" and len(partial["output"]["image_urls"]) == 1
+    finally:
+        process.kill()
+        process.wait()
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--fail", "run_create"], "Invalid --fail"),
     (["--fail", "run_create=99"], "Invalid --fail"),
     (["--delay", "run_get=soon"], "Invalid --delay"),
     (["--fail-status", "exploded"], "Invalid --fail-status"),
     (["--output-shape", "xml"], "Invalid --output-shape"),
+    (["--output-count", "-1"], "Invalid --output-count"),
+    (["--status-spelling", "alt"], "Invalid --status-spelling"),
+    (["--callback-retry-rule", "5xx"], "Invalid --callback-retry-rule"),
     (["--listing-lag", "-1"], "Invalid --listing-lag"),
     (["--listing-lag", "nan"], "Invalid --listing-lag"),
 ])

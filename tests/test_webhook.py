@@ -114,7 +114,8 @@ def test_a_failed_run_callback_verifies(emu, receiver, env, tmp_path):
     result = run_cli("webhook", "verify", "-", "--signature", signature, "--json",
                      stdin=body, env=env, cwd=tmp_path)
     event = json.loads(result.stdout)
-    assert event["event"] == "run.failed" and event["output"] is None
+    assert event["event"] == "run.failed"
+    assert event["output"] == {"code": "MODEL_ERROR", "message": "model crashed"}
 
 
 def test_a_changed_body_exits_4(emu, receiver, env, tmp_path):

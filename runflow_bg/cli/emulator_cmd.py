@@ -75,17 +75,31 @@ def emulator(
         0, "--drop-after-create", help="Record the next N creates, then drop the connection."),
     fail_runs: int = typer.Option(0, "--fail-runs", help="Make the next N runs finish badly."),
     fail_status: str = typer.Option(
-        "failed", "--fail-status", help="Status of failed runs: failed, errored, canceled, cancelled."),
+        "failed", "--fail-status",
+        help="Status of those runs: failed or canceled (documented); cancelled imitates the older runs "
+             "page and the cancel guide; errored is in no doc, only in the terminal set of Runflow's "
+             "ad-creative plugin."),
     expire_upload_urls: int = typer.Option(
         0, "--expire-upload-urls", help="Answer the next N storage uploads with 403 (expired)."),
     expire_output_urls: int = typer.Option(
         0, "--expire-output-urls", help="Answer the next N output downloads with 403 (expired)."),
     output_shape: str = typer.Option(
         "image_urls", "--output-shape", help="Run outputs as image_urls or outputs."),
+    output_count: int = typer.Option(1, "--output-count", metavar="N", help="Outputs per succeeded run."),
     status_spelling: str = typer.Option(
-        "default", "--status-spelling", help="default, or alt (dispatching, partial_succeeded)."),
+        "default", "--status-spelling",
+        help="default (queued, dispatching, running, then succeeded, failed or canceled), or older-docs: "
+             "the older runs page's spelling (cancelled, no dispatching)."),
+    partial_success: bool = typer.Option(
+        False, "--partial-success",
+        help="Runs with more than one output (--output-count) end partial_succeeded, the last one missing."),
     sdk_shape: bool = typer.Option(
-        False, "--sdk-shape", help="Runs carry error/finished_at and creates answer run_id."),
+        False, "--sdk-shape",
+        help="Runs also carry the JS SDK's model, finished_at and error; creates also answer run_id."),
+    callback_retry_rule: str = typer.Option(
+        "any-failure", "--callback-retry-rule",
+        help="any-failure: retry callbacks on any non-2xx answer, timeout or connection error (the "
+             "callbacks page); 5xx-and-network: only on 5xx and network errors (the model page)."),
     ignore_idempotency: bool = typer.Option(
         False, "--ignore-idempotency", help="Creates ignore Idempotency-Key: a retry makes another run."),
     listing_lag: float = typer.Option(
@@ -96,13 +110,21 @@ def emulator(
     import secrets
 
     from runflow_bg.emulator import Emulator
+    from runflow_bg.emulator.callbacks import RETRY_RULES
+    from runflow_bg.emulator.faults import RUN_FAILURE_STATUSES
+    from runflow_bg.emulator.runs import SPELLINGS
 
-    if fail_status not in ("failed", "errored", "canceled", "cancelled"):
-        raise UsageError(f"Invalid --fail-status {fail_status!r}.")
+    if fail_status not in RUN_FAILURE_STATUSES:
+        raise UsageError(f"Invalid --fail-status {fail_status!r}; use {', '.join(RUN_FAILURE_STATUSES)}.")
     if output_shape not in ("image_urls", "outputs"):
         raise UsageError(f"Invalid --output-shape {output_shape!r}; use image_urls or outputs.")
-    if status_spelling not in ("default", "alt"):
-        raise UsageError(f"Invalid --status-spelling {status_spelling!r}; use default or alt.")
+    if output_count < 0:
+        raise UsageError(f"Invalid --output-count {output_count}; use 0 or more.")
+    if status_spelling not in SPELLINGS:
+        raise UsageError(f"Invalid --status-spelling {status_spelling!r}; use {' or '.join(SPELLINGS)}.")
+    if callback_retry_rule not in RETRY_RULES:
+        raise UsageError(f"Invalid --callback-retry-rule {callback_retry_rule!r}; "
+                         f"use {' or '.join(RETRY_RULES)}.")
     if not 0 <= listing_lag < math.inf:
         raise UsageError(f"Invalid --listing-lag {listing_lag:g}; use 0 or more seconds.")
     if tls:
@@ -126,8 +148,11 @@ def emulator(
     if expire_output_urls:
         emu.faults.expire_output_urls(expire_output_urls)
     emu.faults.output_shape = output_shape
+    emu.faults.output_count = output_count
     emu.faults.status_spelling = status_spelling
+    emu.faults.partial_success = partial_success
     emu.faults.sdk_shape = sdk_shape
+    emu.faults.callback_retry_rule = callback_retry_rule
     emu.faults.ignore_idempotency = ignore_idempotency
     emu.faults.listing_lag = listing_lag
     try:

@@ -51,9 +51,7 @@ class Api:
 
     def view(self, run: Run, now: float | None = None) -> dict:
         """The run as the API shows it now, in the shape the knobs ask for."""
-        return run.view(time.monotonic() if now is None else now, self.links,
-                        spelling=self.faults.status_spelling, output_shape=self.faults.output_shape,
-                        sdk_shape=self.faults.sdk_shape, outputs=self.faults.output_slots())
+        return run.view(time.monotonic() if now is None else now, self.links, self.faults.shape())
 
     # -- account ------------------------------------------------------------------------------
 
@@ -152,6 +150,14 @@ class Api:
     def run_get(self, request: Request) -> Response:
         return self._run_answer("run_get", 200, self.view(self._run(request)))
 
+    def run_cancel(self, request: Request) -> Response:
+        """The admin cancel: 201 when it ends an unfinished run, 200 and the run unchanged otherwise."""
+        run = self._run(request)
+        reason = (_json_object(request) if request.body.strip() else {}).get("reason")
+        if reason is not None and (not isinstance(reason, str) or not 3 <= len(reason) <= 500):
+            _refuse([("reason", "must be a string of 3 to 500 characters or null")])
+        return json_response(201 if self.worker.cancel(run) else 200, self.view(run))
+
     def run_list(self, request: Request) -> Response:
         query = request.query
         match, sort, fields, window = checked(
@@ -171,7 +177,7 @@ class Api:
         return endpoints.run_statuses()
 
     def run_logs(self, request: Request) -> Response:
-        view = self._run(request).view(time.monotonic(), self.links, spelling=self.faults.status_spelling)
+        view = self.view(self._run(request))
         return endpoints.run_logs(view, Window.from_query(request.query), self.faults.list_envelope)
 
     def output(self, request: Request) -> Response:
@@ -181,10 +187,7 @@ class Api:
 
     def callback_history(self, request: Request) -> Response:
         run = self._run(request)
-        items = [{"attempt": d.attempt, "status": d.status, "error": d.error, "url": d.url,
-                  "delivered_at": d.at, "request_id": d.headers["Runflow-Request-Id"]}
-                 for d in self.state.deliveries(run.id)]
-        return json_response(200, {"run_id": run.id, "callback_url": run.callback_url, "items": items})
+        return json_response(200, [delivery.view() for delivery in self.state.deliveries(run.id)])
 
     def callback_redeliver(self, request: Request) -> Response:
         run = self._run(request)
@@ -192,8 +195,7 @@ class Api:
             return api_error(409, "NO_CALLBACK_URL", f"Run {run.id} has no callback_url.")
         if not run.is_finished(time.monotonic()):
             return api_error(409, "RUN_NOT_FINISHED", f"Run {run.id} has not finished yet.")
-        self.worker.redeliver(run)
-        return json_response(202, {"run_id": run.id, "callback_url": run.callback_url, "status": "queued"})
+        return json_response(201, self.worker.redeliver(run).view())
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -233,7 +235,7 @@ class Api:
         self.worker.start(run, self.faults.take("run"))
         view = self.view(run, now=run.created)
         if self.faults.sdk_shape:
-            view = {"run_id": view.pop("id"), **view}
+            view["run_id"] = run.id
         return view
 
     def _run_answer(self, endpoint: str, status: int, view: dict) -> Response:

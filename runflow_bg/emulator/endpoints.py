@@ -10,10 +10,9 @@ from decimal import Decimal
 
 from runflow_bg.emulator.assets import MAX_UPLOAD_BYTES
 from runflow_bg.emulator.listing import Window
-from runflow_bg.emulator.runs import MODEL
+from runflow_bg.emulator.runs import MODEL, MODEL_ID
 from runflow_bg.emulator.wire import Response, api_error, json_response
 
-MODEL_ID = "0195f0c2-7d3a-7c41-9b6e-4a2f3c8d5e10"  # the model's uuid (GET /v1/models/{owner}/{slug})
 USER_ID = "0195f0c2-7d3a-7c41-9b6e-4a2f3c8d5e11"
 ORG_ID = "0195f0c2-7d3a-7c41-9b6e-4a2f3c8d5e12"
 BALANCE_ID = "0195f0c2-7d3a-7c41-9b6e-4a2f3c8d5e13"

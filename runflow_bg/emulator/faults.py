@@ -8,20 +8,24 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
+from runflow_bg.emulator.callbacks import RETRY_RULES
 from runflow_bg.emulator.corrupt import CORRUPT_MODES
+from runflow_bg.emulator.runs import SPELLINGS, Shape
 from runflow_bg.emulator.wire import Response, api_error, json_response, storage_error, text_response
 
 ENDPOINTS = frozenset({
     "health", "me", "asset_create", "storage_put", "asset_confirm", "asset_get", "run_create",
-    "run_get", "run_list", "balance", "callback_history", "callback_redeliver", "asset_file",
-    "output", "unknown",
+    "run_get", "run_list", "run_cancel", "balance", "callback_history", "callback_redeliver",
+    "asset_file", "output", "unknown",
     "readiness", "run_statuses", "run_logs", "asset_types", "pricing", "credit_balances",
 })
 STORAGE_ENDPOINTS = frozenset({"storage_put", "asset_file", "output"})
-RUN_FAILURE_STATUSES = ("failed", "errored", "canceled", "cancelled")
+# Documented: failed, canceled. Imitations: cancelled (the older runs page and the cancel guide),
+# errored (in no doc, only in the terminal set of Runflow's ad-creative plugin).
+RUN_FAILURE_STATUSES = ("failed", "canceled", "cancelled", "errored")
 CORRUPTIBLE_ENDPOINTS = ("run_get", "run_create")
-_CHOICES = {"output_shape": ("image_urls", "outputs"), "status_spelling": ("default", "alt"),
-            "list_envelope": ("reference", "next_pq")}
+_CHOICES = {"output_shape": ("image_urls", "outputs"), "status_spelling": SPELLINGS,
+            "callback_retry_rule": RETRY_RULES, "list_envelope": ("reference", "next_pq")}
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,14 @@ class Faults:
         with self._lock:
             self._queues: dict[tuple[str, str | None], deque] = defaultdict(deque)
             self.output_shape = "image_urls"
+            # "older-docs": the older runs page's statuses (`cancelled`, no `dispatching`).
             self.status_spelling = "default"
+            # Runs with more than one output end partial_succeeded, their last output missing.
+            self.partial_success = False
+            # Runs also carry the JS SDK's fields (model, finished_at, error); creates add run_id.
             self.sdk_shape = False
+            # "5xx-and-network": the model page's rule, instead of retrying any non-2xx answer.
+            self.callback_retry_rule = "any-failure"
             self.output_names: list[str] | None = None
             self.output_count = 1
             self.output_content_type: str | None = None
@@ -107,10 +117,12 @@ class Faults:
         """The status override and the moment it was set, read together; runs due after it are held."""
         return self._override
 
-    def output_slots(self) -> list[str | None]:
-        """The outputs a succeeded run shows: a raw name each, or None for the plain `<n>.webp`."""
+    def shape(self) -> Shape:
+        """How runs are shown now; outputs are a raw name each, or None for the plain `<n>.webp`."""
         names = self.output_names
-        return list(names) if names is not None else [None] * self.output_count
+        outputs = tuple(names) if names is not None else (None,) * self.output_count
+        return Shape(spelling=self.status_spelling, output_shape=self.output_shape, sdk_shape=self.sdk_shape,
+                     outputs=outputs, partial=self.partial_success and len(outputs) > 1)
 
     def fail_next(self, endpoint: str, status: int, count: int | None = 1,
                   retry_after: float | str | None = None, body: object = None) -> None:
@@ -131,7 +143,11 @@ class Faults:
 
     def fail_runs(self, count: int | None = None, status: str = "failed", code: str = "MODEL_ERROR",
                   message: str = "The model could not process the input.") -> None:
-        """The next `count` created runs (None: all) finish badly with this status and code."""
+        """The next `count` created runs (None: all) finish badly with this status and code.
+
+        `failed` and `canceled` are documented; `cancelled` imitates the older runs page and the cancel
+        guide, `errored` the terminal set of Runflow's ad-creative plugin (no doc has it).
+        """
         if status not in RUN_FAILURE_STATUSES:
             raise ValueError(f"status must be one of: {', '.join(RUN_FAILURE_STATUSES)}")
         self._push("run", (None,), RunFailure(status, code, message), count)
@@ -202,6 +218,8 @@ def _checked(name: str, value: object) -> object:
         if names is None or not all(isinstance(item, str) and item for item in names):
             raise ValueError("output_names must be a list of non-empty strings, or None")
         return names
+    if name == "partial_success" and not isinstance(value, bool):
+        raise ValueError("partial_success must be True or False")
     if name == "output_count" and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
         raise ValueError("output_count must be a whole number, 0 or more")
     if name == "output_content_type" and value is not None and not isinstance(value, str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -13,13 +13,45 @@ from decimal import Decimal
 from runflow_bg.emulator.signing import Links
 
 MODEL = "runflow/background-replace"
+MODEL_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://api.runflow.io/v1/models/{MODEL}"))
 PRICE = Decimal("0.35")  # the model's price per run, in USD; Emulator(price=...) sets another
-QUEUED_SHARE = 0.2  # of run_seconds spent queued (the alt spelling splits it with dispatching)
+QUEUED_SHARE = 0.2  # of run_seconds spent before running: half queued, half dispatching
+SPELLINGS = ("default", "older-docs")
+# The API reference's Run fields, in its order; those the emulator has no value for stay null.
+FIELDS = ("id", "flow_id", "model_id", "comfyui_workflow_id", "target_type", "target_version", "org_id",
+          "status_code", "source_code", "input", "output", "context", "duration_ms", "cost",
+          "cost_breakdown", "nodes_total", "nodes_completed", "resolved_template_id", "batch_id",
+          "client_ref", "jurisdiction_code", "flow_version_id", "request_id", "created_by", "created_at",
+          "started_at", "completed_at", "callback_url", "metadata", "has_logs", "has_node_runs", "links",
+          "failure_code", "failure_message", "failure_stage_code", "node_runs")
+
+
+def api_time(moment: datetime) -> str:
+    """A UTC time as the API reference writes it: milliseconds and `Z`."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _no_override() -> tuple[str, float] | None:
     """A run made without the API's knobs (tests, scripts) is never held by a status override."""
     return None
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How the knobs ask runs to be shown; the default is the documented contract.
+
+    `spelling` "older-docs" imitates the older runs page (`cancelled`, no `dispatching`); `partial`
+    ends successes as `partial_succeeded` with their last output missing (multi-output runs only).
+    """
+
+    spelling: str = "default"
+    output_shape: str = "image_urls"
+    sdk_shape: bool = False
+    outputs: tuple[str | None, ...] = (None,)
+    partial: bool = False
+
+
+PLAIN = Shape()
 
 
 @dataclass(frozen=True)
@@ -73,47 +105,56 @@ class Run:
             self.override = _no_override
             self.run_seconds = min(self.run_seconds, max(0.0, now - self.created))
 
-    def status(self, now: float, spelling: str = "default") -> str:
+    def cancel(self, now: float) -> None:
+        """End an unfinished run as canceled at `now`; the result it was computing no longer counts."""
+        self.outcome = Outcome(status="canceled", ready=now)  # first, so no reader sees the old result
+        self.finish_now(now)
+
+    def status(self, now: float, shape: Shape = PLAIN) -> str:
         if self.is_finished(now):
-            return self.outcome.status or ("partial_succeeded" if spelling == "alt" else "succeeded")
+            status = self.outcome.status or ("partial_succeeded" if shape.partial else "succeeded")
+            return "cancelled" if status == "canceled" and shape.spelling == "older-docs" else status
         override = self.override()
         if override is not None:
             return override[0]
         if self._started(now):
             return "running"
-        if spelling == "alt" and now - self.created >= QUEUED_SHARE / 2 * self.run_seconds > 0:
+        if shape.spelling == "default" and now - self.created >= QUEUED_SHARE / 2 * self.run_seconds > 0:
             return "dispatching"
         return "queued"
 
-    def view(self, now: float, links: Links, *, spelling: str = "default",
-             output_shape: str = "image_urls", sdk_shape: bool = False,
-             outputs: Sequence[str | None] = (None,)) -> dict:
-        """The Run object as the API answers it at `now`, in the shape the knobs ask for."""
+    def view(self, now: float, links: Links, shape: Shape = PLAIN) -> dict:
+        """The Run object as the API answers it at `now`; SDK-only fields come beside, never instead."""
         outcome = self.outcome if self.is_finished(now) else None
         elapsed = self.finish_time() - self.created if outcome else None
-        view = {
-            "id": self.id,
-            "model": MODEL,
-            "status_code": self.status(now, spelling),
-            "input": copy.deepcopy(self.input),
-            "output": self._output(outcome, links, output_shape, outputs),
-            "metadata": copy.deepcopy(self.metadata),
-            "client_ref": self.client_ref,
-            "callback_url": self.callback_url,
-            "created_at": self._stamp(0.0),
-            "started_at": self._stamp(QUEUED_SHARE * self.run_seconds) if self._started(now) else None,
-            "completed_at": self._stamp(elapsed) if outcome else None,
-            "duration_ms": round(elapsed * 1000) if outcome else None,
-            "cost": f"{self.price:.2f}",
-        }
         code = outcome.code if outcome else None
         message = outcome.message if outcome else None
-        if sdk_shape:
-            view["finished_at"] = view.pop("completed_at")
-            view["error"] = {"code": code, "message": message} if code else None
-        else:
-            view.update(failure_code=code, failure_message=message,
-                        failure_stage_code=outcome.stage if outcome else None)
+        view = dict.fromkeys(FIELDS)
+        view.update(
+            id=self.id,
+            model_id=MODEL_ID,
+            target_type="model",
+            status_code=self.status(now, shape),
+            input=copy.deepcopy(self.input),
+            output=self._output(outcome, links, shape),
+            duration_ms=round(elapsed * 1000) if outcome else None,
+            cost=f"{self.price:.2f}",
+            client_ref=self.client_ref,
+            created_at=self._stamp(0.0),
+            started_at=self._stamp(QUEUED_SHARE * self.run_seconds) if self._started(now) else None,
+            completed_at=self._stamp(elapsed) if outcome else None,
+            callback_url=self.callback_url,
+            metadata=copy.deepcopy(self.metadata),
+            has_logs=False,
+            has_node_runs=False,
+            failure_code=code,
+            failure_message=message,
+            failure_stage_code=outcome.stage if outcome else None,
+            node_runs=[],
+        )
+        if shape.sdk_shape:
+            view.update(model=MODEL, finished_at=view["completed_at"],
+                        error={"code": code, "message": message} if code else None)
         return view
 
     def _started(self, now: float) -> bool:
@@ -121,15 +162,15 @@ class Run:
         elapsed = now - self.created
         return elapsed > 0 and elapsed >= QUEUED_SHARE * self.run_seconds
 
-    def _output(self, outcome: Outcome | None, links: Links, shape: str,
-                outputs: Sequence[str | None]) -> dict | None:
+    def _output(self, outcome: Outcome | None, links: Links, shape: Shape) -> dict | None:
         """One signed URL per output: None names the plain `<n>.webp`, a string is the file's raw name."""
         if outcome is None or outcome.image is None:
             return None
+        outputs = shape.outputs[:-1] if shape.partial else shape.outputs
         urls = [links.output_url(self.id, n, name) for n, name in enumerate(outputs, start=1)]
-        if shape == "outputs":
+        if shape.output_shape == "outputs":
             return {"outputs": [{"url": url, "type": "image"} for url in urls]}
         return {"image_urls": urls}
 
     def _stamp(self, offset: float) -> str:
-        return (self.created_at + timedelta(seconds=offset)).isoformat(timespec="milliseconds")
+        return api_time(self.created_at + timedelta(seconds=offset))

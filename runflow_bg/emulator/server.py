@@ -36,6 +36,7 @@ ROUTES = [
     ("GET", r"/v1/runs/statuses", "run_statuses"),
     ("GET", r"/v1/runs/(?P<run_id>[^/]+)", "run_get"),
     ("GET", r"/v1/runs/(?P<run_id>[^/]+)/logs", "run_logs"),
+    ("POST", r"/v1/admin/runs/(?P<run_id>[^/]+)/cancellation", "run_cancel"),
     ("GET", r"/v1/runs/(?P<run_id>[^/]+)/callback", "callback_history"),
     ("POST", r"/v1/runs/(?P<run_id>[^/]+)/callback-redeliveries", "callback_redeliver"),
     ("GET", r"/v1/billing/balance", "balance"),

@@ -12,7 +12,7 @@ from typing import Callable
 from urllib.error import HTTPError
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from runflow_bg.emulator.callbacks import CallbackSender, payload
+from runflow_bg.emulator.callbacks import CallbackDelivery, CallbackSender, payload
 from runflow_bg.emulator.faults import Faults, RunFailure
 from runflow_bg.emulator.runs import Outcome, Run
 from runflow_bg.emulator.signing import Links
@@ -47,8 +47,24 @@ class Worker:
     def start(self, run: Run, failure: RunFailure | None) -> None:
         self.spawn(self._carry, run, failure)
 
-    def redeliver(self, run: Run) -> None:
-        self.spawn(self._send_callback, run)
+    def redeliver(self, run: Run) -> CallbackDelivery:
+        """A new delivery built from the run's current state, sent on its own thread."""
+        delivery = self._new_delivery(run, automatic=False)
+        self.spawn(self.sender.send, delivery, self.faults.callback_retry_rule)
+        return delivery
+
+    def cancel(self, run: Run) -> bool:
+        """End an unfinished run as canceled now; False when it had ended already.
+
+        A result still being computed is dropped when it lands; the run's thread sends the callback.
+        """
+        with self._wake:
+            now = time.monotonic()
+            if run.is_finished(now):
+                return False
+            run.cancel(now)
+            self._wake.notify_all()
+        return True
 
     def wake(self) -> None:
         """Make waiting runs look again: finish_runs() ended them early, or the emulator is stopping."""
@@ -68,10 +84,11 @@ class Worker:
         else:
             outcome = self._compute(run)
         with self._wake:  # wait_outcomes() may be waiting for this result
-            run.outcome = outcome
+            if run.outcome is None:  # else the run was canceled meanwhile
+                run.outcome = outcome
             self._wake.notify_all()
         if run.callback_url and self._wait_finished(run):
-            self._send_callback(run)
+            self.sender.send(self._new_delivery(run, automatic=True), self.faults.callback_retry_rule)
 
     def _wait_finished(self, run: Run) -> bool:
         """Wait out the run's time and any status override holding it; False when the emulator stops."""
@@ -83,10 +100,9 @@ class Worker:
                 self._wake.wait(max(0.0, run.finish_time() - now) or HOLD_POLL)
         return False
 
-    def _send_callback(self, run: Run) -> None:
-        view = run.view(time.monotonic(), self.links, spelling=self.faults.status_spelling,
-                        output_shape=self.faults.output_shape, outputs=self.faults.output_slots())
-        self.sender.send(run.id, run.callback_url, payload(view))
+    def _new_delivery(self, run: Run, automatic: bool) -> CallbackDelivery:
+        view = run.view(time.monotonic(), self.links, self.faults.shape())
+        return self.sender.new_delivery(run.id, run.callback_url, payload(view), automatic)
 
     def _compute(self, run: Run) -> Outcome:
         from runflow_bg.emulator.compositor import CompositeError, composite
@@ -101,7 +117,7 @@ class Worker:
         except CompositeError as exc:
             return Outcome(status="failed", code=exc.code, message=exc.message, stage="inference")
         except Exception as exc:  # a compositor bug must still end the run, as a server error would
-            return Outcome(status="errored", code="INTERNAL_ERROR", message=f"{type(exc).__name__}: {exc}",
+            return Outcome(status="failed", code="INTERNAL_ERROR", message=f"{type(exc).__name__}: {exc}",
                            stage="inference")
         return Outcome(image=image)
 
