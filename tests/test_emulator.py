@@ -243,7 +243,9 @@ def test_upload_confirm_and_fetch(emu, api):
     assert put.status_code == 200 and put.headers["etag"] == f'"{hashlib.md5(data).hexdigest()}"'
     assert emu.storage_saw_authorization is False
     asset = api.post(f"/asset-uploads/{asset_id}/confirmations", json={}).json()
-    assert asset.keys() == {"id", "name", "url", "mime_type", "size_bytes", "created_at"}
+    assert asset.keys() >= {"id", "org_id", "folder_id", "name", "r2_key", "url", "thumbnail_url",
+                            "mime_type", "size_bytes", "asset_type", "source_type", "source_id",
+                            "created_by", "created_at", "updated_at"}
     assert asset["id"] == asset_id and asset["size_bytes"] == len(data)
     assert asset["created_at"].endswith("+00:00")
     assert asset["url"].startswith(f"{emu.base_url}/files/assets/{asset_id}/inputs.zip?sig=")

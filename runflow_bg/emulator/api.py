@@ -17,7 +17,7 @@ from runflow_bg.emulator.idempotency import IdempotencyKeys
 from runflow_bg.emulator.listing import Window, checked
 from runflow_bg.emulator.outputs import serve_output
 from runflow_bg.emulator.query import DEFAULT_SORT, parse_fields, parse_q, parse_sort, project, sort_rows
-from runflow_bg.emulator.runs import MODEL, PRICE, Run
+from runflow_bg.emulator.runs import MODEL, ORG_ID, PRICE, USER_ID, Run
 from runflow_bg.emulator.signing import Links
 from runflow_bg.emulator.state import Asset, State
 from runflow_bg.emulator.wire import (EXPIRED, Reject, Request, Response, api_error, json_response,
@@ -211,9 +211,14 @@ class Api:
         return asset
 
     def _asset_view(self, asset: Asset) -> dict:
-        return {"id": asset.id, "name": asset.filename, "url": self.links.asset_url(asset.id, asset.filename),
+        """The Asset as the confirmation and `GET /v1/assets/{id}` answer it; `url` freshly signed."""
+        stamp = asset.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return {"id": asset.id, "org_id": ORG_ID, "folder_id": None, "name": asset.filename,
+                "r2_key": f"assets/{asset.id}/{asset.filename}",
+                "url": self.links.asset_url(asset.id, asset.filename), "thumbnail_url": None,
                 "mime_type": asset.mime_type, "size_bytes": asset.size_bytes,
-                "created_at": asset.created_at.isoformat(timespec="milliseconds")}
+                "asset_type": "file", "source_type": "upload", "source_id": None,
+                "created_by": USER_ID, "created_at": stamp, "updated_at": stamp}
 
     def _new_run(self, request: Request) -> dict:
         """Create, charge and start a run; its view is the create's answer (kept for replays)."""

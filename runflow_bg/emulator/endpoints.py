@@ -10,11 +10,9 @@ from decimal import Decimal
 
 from runflow_bg.emulator.assets import MAX_UPLOAD_BYTES
 from runflow_bg.emulator.listing import Window
-from runflow_bg.emulator.runs import MODEL, MODEL_ID
+from runflow_bg.emulator.runs import MODEL, MODEL_ID, ORG_ID, USER_ID
 from runflow_bg.emulator.wire import Response, api_error, json_response
 
-USER_ID = "0195f0c2-7d3a-7c41-9b6e-4a2f3c8d5e11"
-ORG_ID = "0195f0c2-7d3a-7c41-9b6e-4a2f3c8d5e12"
 BALANCE_ID = "0195f0c2-7d3a-7c41-9b6e-4a2f3c8d5e13"
 PRICING_ID = "0195f0c2-7d3a-7c41-9b6e-4a2f3c8d5e14"
 OPENED = "2026-01-01T00:00:00.000Z"  # when the emulator's account, org and balance were made

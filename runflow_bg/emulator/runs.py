@@ -13,6 +13,8 @@ from decimal import Decimal
 from runflow_bg.emulator.signing import Links
 
 MODEL = "runflow/background-replace"
+USER_ID = "0195f0c2-7d3a-7c41-9b6e-4a2f3c8d5e11"  # the emulator's one account: /v1/auth/me
+ORG_ID = "0195f0c2-7d3a-7c41-9b6e-4a2f3c8d5e12"  # and its organisation, the owner of every run
 MODEL_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://api.runflow.io/v1/models/{MODEL}"))
 PRICE = Decimal("0.35")  # the model's price per run, in USD; Emulator(price=...) sets another
 QUEUED_SHARE = 0.2  # of run_seconds spent before running: half queued, half dispatching
@@ -133,6 +135,8 @@ class Run:
         view.update(
             id=self.id,
             model_id=MODEL_ID,
+            org_id=ORG_ID,
+            created_by=USER_ID,
             target_type="model",
             status_code=self.status(now, shape),
             input=copy.deepcopy(self.input),
@@ -145,7 +149,7 @@ class Run:
             completed_at=self._stamp(elapsed) if outcome else None,
             callback_url=self.callback_url,
             metadata=copy.deepcopy(self.metadata),
-            has_logs=False,
+            has_logs=True,
             has_node_runs=False,
             failure_code=code,
             failure_message=message,
