@@ -14,7 +14,7 @@ from runflow_bg.durations import format_duration
 from runflow_bg.errors import InputError, Interrupted, RunFailed, RunflowBgError, WaitTimeout
 from runflow_bg.journal import FAILED, SUCCEEDED, Journal
 from runflow_bg.models import Run, RunState
-from runflow_bg.polling import PollSchedule, wait_for_run
+from runflow_bg.polling import PollSchedule, StatusCallback, wait_for_run
 from runflow_bg.progress import Reporter
 
 
@@ -51,7 +51,7 @@ def last_log_lines(client: RunflowClient, run_id: str) -> tuple[str, ...]:
 
 def settle(client: RunflowClient, journal: Journal, run: Run, naming: OutputNaming,
            reporter: Reporter, waiting: Waiting,
-           on_status: callable | None = None) -> tuple[Run, list[SavedFile]]:
+           on_status: StatusCallback | None = None) -> tuple[Run, list[SavedFile]]:
     """Wait for the run (or require it finished), then save its outputs; the journal follows.
 
     A failed run is recorded as failed and raised as RunFailed; an interrupt leaves the run in
@@ -86,7 +86,7 @@ def settle(client: RunflowClient, journal: Journal, run: Run, naming: OutputNami
 
 
 def _wait(client: RunflowClient, run: Run, reporter: Reporter, waiting: Waiting,
-          on_status: callable | None) -> Run:
+          on_status: StatusCallback | None) -> Run:
     clock = client.clock
     deadline = waiting.deadline
     if deadline is None and waiting.timeout is not None:
