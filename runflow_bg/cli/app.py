@@ -13,8 +13,8 @@ import typer
 from typer.core import TyperGroup
 
 from runflow_bg import __version__
-from runflow_bg.cli import (auth_cmd, batch_cmd, config_cmd, doctor_cmd, emulator_cmd,
-                            replace_cmd, runs_cmd, webhook_cmd)
+from runflow_bg.cli import (auth_cmd, batch_cmd, check_cmd, config_cmd, doctor_cmd,
+                            emulator_cmd, presets_cmd, replace_cmd, runs_cmd, webhook_cmd)
 from runflow_bg.config import COMPLETE_ENV
 
 
@@ -115,6 +115,8 @@ app.add_typer(config_cmd.app, name="config")
 app.command("doctor", help=doctor_cmd.HELP)(doctor_cmd.doctor)
 app.add_typer(webhook_cmd.app, name="webhook")
 app.command("emulator", help=emulator_cmd.HELP)(emulator_cmd.emulator)
+app.command("presets", help=presets_cmd.HELP)(presets_cmd.presets)
+app.command("check", help=check_cmd.HELP)(check_cmd.check)
 
 
 def _interrupt_on_sigterm() -> None:
