@@ -11,14 +11,16 @@ import filecmp
 import os
 import tempfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from runflow_bg.client import RunflowClient
 from runflow_bg.errors import InputError, ProtocolError, UnavailableError
-from runflow_bg.fsutil import PART_SUFFIX, part_prefix, umask_mode
+from runflow_bg.fsutil import PART_SUFFIX, atomic_write_bytes, part_prefix, umask_mode
 from runflow_bg.models import Run
 from runflow_bg.naming import output_path, render
+from runflow_bg.outputs import Delivery
 from runflow_bg.transfers import ByteCallback, Fetched, UrlExpired
 
 _URL_REFRESHES = 2
@@ -42,6 +44,7 @@ class OutputNaming:
     stem: str
     scene: str
     overwrite: bool = False
+    delivery: Delivery | None = None  # None: Runflow's bytes as they came
 
 
 def extension_for(content_type: str | None, head: bytes) -> str:
@@ -91,33 +94,86 @@ def check_image(path: Path, fetched: Fetched, run_id: str) -> None:
 
 def _save_one(client: RunflowClient, url: str, naming: OutputNaming, index: int, run_id: str,
               on_bytes: ByteCallback | None) -> Path:
-    final = naming.out_dir
-    try:
-        naming.out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=part_prefix(f"run-{index}"), suffix=PART_SUFFIX,
-                                        dir=naming.out_dir)
-    except OSError as exc:
-        raise _unwritable(final, exc, run_id) from None
-    tmp = Path(tmp_name)
-    try:
+    """Download output `index`, keep its original, and place the delivered file."""
+    delivery = naming.delivery
+    kept = delivery.original(run_id, index) if delivery is not None else None
+    if kept is not None:  # made from the copy kept earlier: nothing to download
+        return _place_delivered(kept.read_bytes(), kept.suffix.lstrip("."), naming, index, run_id)
+    with _part_file(naming.out_dir, index, run_id) as (handle, tmp):
         try:
-            with os.fdopen(fd, "w+b") as handle:
-                fetched = client.download(url, handle, on_bytes)
+            fetched = client.download(url, handle, on_bytes)
+            handle.flush()
         except OSError as exc:  # the disk, not the network: the transport raises no OSError
             raise _unwritable(tmp, exc, run_id) from None
         check_image(tmp, fetched, run_id)
-        relative = render(naming.template, stem=naming.stem, scene=naming.scene, index=index,
-                          run_id=run_id, ext=extension_for(fetched.content_type, fetched.head))
-        final = output_path(naming.out_dir, relative)
+        ext = extension_for(fetched.content_type, fetched.head)
+        if delivery is None:
+            return _place(tmp, naming, index, run_id, ext)
+        original = tmp.read_bytes()
+        delivery.keep(run_id, index, original, ext)
+    return _place_delivered(original, ext, naming, index, run_id)
+
+
+def _place_delivered(original: bytes, ext: str, naming: OutputNaming, index: int,
+                     run_id: str, *, replace: bool = False) -> Path:
+    """Make the delivered file from Runflow's original, place it, and write its sidecar."""
+    data, ext = naming.delivery.make(original, run_id)
+    with _part_file(naming.out_dir, index, run_id) as (handle, tmp):
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(tmp, umask_mode())
-            place(tmp, final, naming.overwrite)
+            handle.write(data)
+            handle.flush()
         except OSError as exc:
-            raise _unwritable(final, exc, run_id) from None
-        return final
+            raise _unwritable(tmp, exc, run_id) from None
+        final = _place(tmp, naming, index, run_id, ext, replace=replace)
+    naming.delivery.write_sidecar(final, run_id, data)
+    return final
+
+
+@contextmanager
+def _part_file(folder: Path, index: int, run_id: str):
+    """A temporary file beside the outputs, removed whatever happens to it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=part_prefix(f"run-{index}"), suffix=PART_SUFFIX,
+                                        dir=folder)
+    except OSError as exc:
+        raise _unwritable(folder, exc, run_id) from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w+b") as handle:
+            yield handle, tmp
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _place(tmp: Path, naming: OutputNaming, index: int, run_id: str, ext: str, *,
+           replace: bool = False) -> Path:
+    relative = render(naming.template, stem=naming.stem, scene=naming.scene, index=index,
+                      run_id=run_id, ext=ext)
+    final = output_path(naming.out_dir, relative)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp, umask_mode())
+        place(tmp, final, naming.overwrite or replace)
+    except OSError as exc:
+        raise _unwritable(final, exc, run_id) from None
+    return final
+
+
+def reuse_output(source: Path, naming: OutputNaming, index: int, run_id: str) -> Path:
+    """An output paid for earlier, saved under this request's name: made from the kept original
+    when there is one (so a new format or preset applies), else copied as it is."""
+    kept = naming.delivery.original(run_id, index) if naming.delivery is not None else None
+    if kept is not None:
+        return _place_delivered(kept.read_bytes(), kept.suffix.lstrip("."), naming, index,
+                                run_id, replace=True)
+    ext = source.suffix.lstrip(".") or "bin"
+    target = output_path(naming.out_dir, render(naming.template, stem=naming.stem,
+                                                scene=naming.scene, index=index, run_id=run_id,
+                                                ext=ext))
+    if target.resolve() != source.resolve():
+        atomic_write_bytes(target, source.read_bytes(), umask_mode())
+    return target
 
 
 def _unwritable(path: Path, exc: OSError, run_id: str) -> InputError:

@@ -298,9 +298,12 @@ def test_download_of_an_unfinished_run_exits_4_pointing_to_wait(emu, work, env):
     assert f"Run {run_id} is still" in stderr and f"runflow-bg runs wait {run_id}" in stderr
 
 
-def test_download_fetches_expired_output_urls_afresh(emu, work, env):
+def test_download_fetches_expired_output_urls_afresh(emu, work, env, isolated_env):
+    import shutil
+
     run_id = submit_here(work, env)
     assert run_cli("runs", "wait", run_id, "-o", "first", env=env, cwd=work).returncode == 0
+    shutil.rmtree(isolated_env / "cache" / "originals")  # as on another machine: download again
     emu.faults.expire_output_urls(1)
     reads = emu.count("run_get")
     result = run_cli("runs", "download", run_id, "-o", "again", "--json", env=env, cwd=work)

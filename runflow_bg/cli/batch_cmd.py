@@ -33,6 +33,19 @@ def batch(
                                       help="Submit again the items whose runs failed."),
     report: Optional[Path] = typer.Option(None, "--report", metavar="FILE.html",
                                           help="Write a contact sheet of photo, scene and result."),
+    format: Optional[str] = opt.FORMAT,
+    quality: Optional[int] = opt.QUALITY,
+    max_bytes: Optional[str] = opt.MAX_BYTES,
+    fill: Optional[str] = opt.FILL,
+    size: Optional[str] = opt.SIZE,
+    max_side: Optional[int] = opt.MAX_SIDE,
+    fit: Optional[str] = opt.FIT,
+    pad_color: Optional[str] = opt.PAD_COLOR,
+    preset: Optional[str] = opt.PRESET,
+    no_ai_label: bool = opt.NO_AI_LABEL,
+    sidecar: bool = opt.SIDECAR,
+    keep_profile: bool = opt.KEEP_PROFILE,
+    strict_inputs: bool = opt.STRICT_INPUTS,
     include_outputs: bool = typer.Option(
         False, "--include-outputs",
         help="Also take files that look like earlier outputs from folders and globs."),
@@ -66,6 +79,10 @@ def batch(
                                  poll_interval=poll_interval, metadata=metadata,
                                  callback_url=callback_url, prompt=prompt, overwrite=overwrite,
                                  wait=True, use_cache=not no_cache)
+    request = with_changes(request, delivery=opt.resolve_delivery(
+        settings, terminal, format=format, quality=quality, max_bytes=max_bytes, fill=fill,
+                                    size=size, max_side=max_side, fit=fit, pad_color=pad_color,
+                                    preset=preset, no_ai_label=no_ai_label, sidecar=sidecar))
     options = BatchOptions(request, concurrency=settings.concurrency(concurrency),
                            budget=None if local else _budget(max_cost),
                            retry_failed=retry_failed, local=local,
@@ -117,7 +134,7 @@ def batch(
                 view.close()
     finally:
         journal.close()
-    _finish(invocation, result, outcomes, scene, report)
+    _finish(invocation, result, outcomes, scene, report, request.delivery.preset)
 
 
 def _budget(max_cost: str | None):
@@ -222,7 +239,8 @@ def _print_dry_run(terminal, plan, options, as_json: bool) -> None:
     terminal.out_lines(lines)
 
 
-def _finish(invocation, result, outcomes: list[dict], scene: str, report: Path | None) -> None:
+def _finish(invocation, result, outcomes: list[dict], scene: str, report: Path | None,
+            preset: str | None) -> None:
     from runflow_bg.cli.batch_view import append_step_summary, print_summary, summary_rows
     from runflow_bg.errors import (BudgetReached, CreateUnknown, InsufficientCredit, Interrupted,
                                    OutputClosed, RunFailed, UnavailableError)
@@ -234,7 +252,9 @@ def _finish(invocation, result, outcomes: list[dict], scene: str, report: Path |
     if report is not None:
         from runflow_bg.report import write_report
 
-        write_report(report, scene, outcomes)
+        from runflow_bg.presets import PRESETS
+
+        write_report(report, scene, outcomes, preset=PRESETS.get(preset) if preset else None)
     ids = ", ".join(result.in_flight) or "none"
     if invocation.terminal.stdout_closed:
         raise OutputClosed(f"stdout was closed, so no new run was submitted; runs still in "

@@ -35,6 +35,97 @@ QUIET = typer.Option(False, "-q", "--quiet", help="Only errors on stderr.")
 VERBOSE = typer.Option(False, "-v", "--verbose", help="More detail on stderr.")
 
 
+FORMAT = typer.Option(None, "--format", metavar="keep|jpg|png|webp",
+                      help="Format of the saved files (default keep: as Runflow sends it).")
+QUALITY = typer.Option(None, "--quality", metavar="N", min=1, max=100,
+                       help="JPEG/WebP quality, 1-100 (default 92).")
+MAX_BYTES = typer.Option(None, "--max-bytes", metavar="SIZE",
+                         help="Largest file allowed (500KB, 2MB): lower quality, then size.")
+FILL = typer.Option(None, "--fill", metavar="COLOR", help="Colour under transparency for JPEG.")
+SIZE = typer.Option(None, "--size", metavar="WxH", help="Exact size of the saved files, with --fit.")
+MAX_SIDE = typer.Option(None, "--max-side", metavar="N", min=1,
+                        help="Longest side at most N px (never enlarges).")
+FIT = typer.Option(None, "--fit", metavar="contain|cover|pad",
+                   help="How --size is met: fit inside, fill and crop, or pad (default contain).")
+PAD_COLOR = typer.Option(None, "--pad-color", metavar="COLOR", help="Colour of --fit pad borders.")
+PRESET = typer.Option(None, "--preset", metavar="NAME",
+                      help="Deliver for a shop: amazon, shopify, etsy, ebay, google-merchant, "
+                           "woocommerce (`runflow-bg presets` lists the rules).")
+NO_AI_LABEL = typer.Option(False, "--no-ai-label",
+                           help="Leave out the IPTC label marking the files as AI-generated.")
+SIDECAR = typer.Option(False, "--sidecar", help="Write <file>.json next to each saved file.")
+KEEP_PROFILE = typer.Option(False, "--keep-profile",
+                            help="Send photos with their own colour profile, not converted to sRGB.")
+STRICT_INPUTS = typer.Option(False, "--strict-inputs",
+                             help="Refuse (exit 4) photos whose backdrop is not plain white, or "
+                                  "photo and scene that look swapped, before anything is spent.")
+
+
+def resolve_delivery(settings, terminal, *, format: str | None, quality: int | None,
+                     max_bytes: str | None, fill: str | None, size: str | None,
+                     max_side: int | None, fit: str | None, pad_color: str | None,
+                     preset: str | None, no_ai_label: bool, sidecar: bool):
+    """The delivery asked for: a preset's bundle, then each flag over it."""
+    from runflow_bg.delivery import Spec, parse_color, parse_size
+    from runflow_bg.errors import UsageError
+    from runflow_bg.outputs import Delivery
+
+    options: dict = {}
+    if preset is not None:
+        from runflow_bg.presets import PRESETS
+
+        if preset not in PRESETS:
+            raise UsageError(f"Unknown --preset {preset!r}.",
+                             hint=f"One of: {', '.join(sorted(PRESETS))}.")
+        options.update(PRESETS[preset].delivery_options())
+    try:
+        if format is not None:
+            if format not in ("keep", "jpg", "jpeg", "png", "webp"):
+                raise ValueError(f"--format must be keep, jpg, png or webp, not {format!r}")
+            options["format"] = "jpg" if format == "jpeg" else format
+        if quality is not None:
+            options["quality"] = quality
+        if max_bytes is not None:
+            options["max_bytes"] = parse_bytes(max_bytes)
+        if fill is not None:
+            parse_color(fill)
+            options["fill"] = fill
+        if size is not None:
+            options["size"] = parse_size(size)
+        if max_side is not None:
+            options["max_side"] = max_side
+        if fit is not None:
+            if fit not in ("contain", "cover", "pad"):
+                raise ValueError(f"--fit must be contain, cover or pad, not {fit!r}")
+            options["fit"] = fit
+        if pad_color is not None:
+            parse_color(pad_color)
+            options["pad_color"] = pad_color
+    except ValueError as exc:
+        raise UsageError(f"{exc}.", hint="See `runflow-bg replace --help`.") from None
+    if no_ai_label:
+        options["ai_label"] = False
+        terminal.note("Warning: --no-ai-label: the files will not say they are AI-generated; "
+                      "Google Merchant Center requires that label on such images.")
+    return Delivery(spec=Spec(**options), sidecar=sidecar, preset=preset,
+                    originals=settings.paths.cache_dir / "originals")
+
+
+def parse_bytes(text: str) -> int:
+    """`500KB`, `2MB`, `1.5MiB`, `800000` -> bytes."""
+    units = {"": 1, "b": 1, "kb": 1000, "mb": 1000 ** 2, "kib": 1024, "mib": 1024 ** 2}
+    value = text.strip().lower().replace(" ", "")
+    number = value.rstrip("kmib")
+    unit = value[len(number):]
+    try:
+        size = float(number) * units[unit]
+    except (ValueError, KeyError):
+        raise ValueError(f"--max-bytes must be a size such as 500KB or 2MB, not {text!r}") from None
+    if size < 1:
+        raise ValueError("--max-bytes must be at least one byte")
+    return int(size)
+
+
 def _duration(value: str | None, flag: str) -> float | None:
     from runflow_bg.durations import parse_duration
     from runflow_bg.errors import UsageError

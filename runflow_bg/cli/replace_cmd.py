@@ -35,6 +35,19 @@ def replace(
     no_cache: bool = opt.NO_CACHE,
     quiet: bool = opt.QUIET,
     verbose: bool = opt.VERBOSE,
+    format: Optional[str] = opt.FORMAT,
+    quality: Optional[int] = opt.QUALITY,
+    max_bytes: Optional[str] = opt.MAX_BYTES,
+    fill: Optional[str] = opt.FILL,
+    size: Optional[str] = opt.SIZE,
+    max_side: Optional[int] = opt.MAX_SIDE,
+    fit: Optional[str] = opt.FIT,
+    pad_color: Optional[str] = opt.PAD_COLOR,
+    preset: Optional[str] = opt.PRESET,
+    no_ai_label: bool = opt.NO_AI_LABEL,
+    sidecar: bool = opt.SIDECAR,
+    keep_profile: bool = opt.KEEP_PROFILE,
+    strict_inputs: bool = opt.STRICT_INPUTS,
     zip_url: Optional[str] = typer.Option(None, "--zip-url", metavar="URL",
                                           help="Use a zip already online instead of PHOTO SCENE."),
     image: Optional[str] = typer.Option(None, "--image", metavar="NAME",
@@ -43,6 +56,8 @@ def replace(
                                             help="With --zip-url: the scene's member name."),
 ) -> None:
     """Replace the background of PHOTO with SCENE: pack, upload, run, wait, download."""
+    from dataclasses import replace as with_changes
+
     from runflow_bg.errors import RunflowBgError
     from runflow_bg.service import inputs as checks
     from runflow_bg.service.replace import check_outputs, dry_run_summary, replace as run_replace
@@ -54,6 +69,10 @@ def replace(
                                   poll_interval=poll_interval, metadata=metadata,
                                   callback_url=callback_url, prompt=prompt, overwrite=overwrite,
                                   wait=not no_wait, use_cache=not no_cache)
+    settings = with_changes(settings, delivery=opt.resolve_delivery(
+        invocation.settings, terminal, format=format, quality=quality, max_bytes=max_bytes, fill=fill,
+                                    size=size, max_side=max_side, fit=fit, pad_color=pad_color,
+                                    preset=preset, no_ai_label=no_ai_label, sidecar=sidecar))
     reporter = terminal.reporter()
     inputs = outcome = None
     try:

@@ -89,11 +89,26 @@ def wait(
     poll_interval: Optional[str] = opt.POLL_INTERVAL,
     as_json: bool = JSON_LINES,
     signed_urls: bool = opt.SIGNED_URLS,
+    format: Optional[str] = opt.FORMAT,
+    quality: Optional[int] = opt.QUALITY,
+    max_bytes: Optional[str] = opt.MAX_BYTES,
+    fill: Optional[str] = opt.FILL,
+    size: Optional[str] = opt.SIZE,
+    max_side: Optional[int] = opt.MAX_SIDE,
+    fit: Optional[str] = opt.FIT,
+    pad_color: Optional[str] = opt.PAD_COLOR,
+    preset: Optional[str] = opt.PRESET,
+    no_ai_label: bool = opt.NO_AI_LABEL,
+    sidecar: bool = opt.SIDECAR,
     quiet: bool = opt.QUIET,
     verbose: bool = opt.VERBOSE,
 ) -> None:
     """Wait for runs to finish, then download their outputs (exit 6 if any failed, 7 on --timeout)."""
-    options = _fetch_options(ctx, out, name, overwrite, timeout, poll_interval, wait=True)
+    options = _fetch_options(ctx, out, name, overwrite, timeout, poll_interval, wait=True,
+                             delivery=opt.resolve_delivery(
+                                 ctx.obj.settings, ctx.obj.terminal, format=format, quality=quality, max_bytes=max_bytes, fill=fill,
+                                    size=size, max_side=max_side, fit=fit, pad_color=pad_color,
+                                    preset=preset, no_ai_label=no_ai_label, sidecar=sidecar))
     _fetch(ctx, run_ids, options, as_json=as_json, quiet=quiet, verbose=verbose,
            signed_urls=signed_urls)
 
@@ -107,16 +122,31 @@ def download(
     overwrite: bool = opt.OVERWRITE,
     as_json: bool = JSON_LINES,
     signed_urls: bool = opt.SIGNED_URLS,
+    format: Optional[str] = opt.FORMAT,
+    quality: Optional[int] = opt.QUALITY,
+    max_bytes: Optional[str] = opt.MAX_BYTES,
+    fill: Optional[str] = opt.FILL,
+    size: Optional[str] = opt.SIZE,
+    max_side: Optional[int] = opt.MAX_SIDE,
+    fit: Optional[str] = opt.FIT,
+    pad_color: Optional[str] = opt.PAD_COLOR,
+    preset: Optional[str] = opt.PRESET,
+    no_ai_label: bool = opt.NO_AI_LABEL,
+    sidecar: bool = opt.SIDECAR,
     quiet: bool = opt.QUIET,
     verbose: bool = opt.VERBOSE,
 ) -> None:
     """Download the outputs of finished runs (expired output URLs are fetched afresh)."""
-    options = _fetch_options(ctx, out, name, overwrite, None, None, wait=False)
+    options = _fetch_options(ctx, out, name, overwrite, None, None, wait=False,
+                             delivery=opt.resolve_delivery(
+                                 ctx.obj.settings, ctx.obj.terminal, format=format, quality=quality, max_bytes=max_bytes, fill=fill,
+                                    size=size, max_side=max_side, fit=fit, pad_color=pad_color,
+                                    preset=preset, no_ai_label=no_ai_label, sidecar=sidecar))
     _fetch(ctx, run_ids, options, as_json=as_json, quiet=quiet, verbose=verbose,
            signed_urls=signed_urls)
 
 
-def _fetch_options(ctx, out, name, overwrite, timeout, poll_interval, *, wait):
+def _fetch_options(ctx, out, name, overwrite, timeout, poll_interval, *, wait, delivery):
     from runflow_bg.naming import check_template
     from runflow_bg.service.runs import FetchOptions
 
@@ -125,7 +155,7 @@ def _fetch_options(ctx, out, name, overwrite, timeout, poll_interval, *, wait):
                                 prompt=None, overwrite=overwrite, wait=wait, use_cache=True)
     return FetchOptions(out_dir=common.out_dir, name_template=check_template(name) if name else None,
                         default_template=common.name_template, overwrite=overwrite, wait=wait,
-                        timeout=common.timeout, poll=common.poll)
+                        timeout=common.timeout, poll=common.poll, delivery=delivery)
 
 
 def _fetch(ctx, run_ids, options, *, as_json, quiet, verbose, signed_urls):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from runflow_bg.delivery import photo_rights
 from runflow_bg.errors import InputError, UsageError
 from runflow_bg.images import InputFile, PreparedImage, prepare_image, read_input, same_file
 from runflow_bg.packing import Package, pack
@@ -49,6 +50,7 @@ class Inputs:
     package: Package | None = None
     zip_url: str | None = None
     summary: str = ""
+    rights: tuple[str | None, str | None] = (None, None)  # the photo's copyright and creator
 
     @classmethod
     def unread(cls, photo: str, scene: str) -> Inputs:
@@ -88,7 +90,8 @@ def local_inputs(photo_name: str, scene: PreparedImage, scene_source: InputFile,
     return Inputs(photo=photo_name, scene=scene.name, stem=photo.stem, scene_stem=scene.stem,
                   image_member=package.image_member, reference_member=package.reference_member,
                   source=local_source(digest(source.data), digest(scene_source.data)), package=package,
-                  summary=f"{photo.describe()} and {scene.describe()}")
+                  summary=f"{photo.describe()} and {scene.describe()}",
+                  rights=photo_rights(source.data))
 
 
 def replace_inputs(photo_name: str, scene_name: str, stdin: BinaryIO | None,

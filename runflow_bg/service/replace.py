@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as with_changes
 from decimal import Decimal
 from pathlib import Path
 
 from runflow_bg.client import RunflowClient
-from runflow_bg.download import OutputNaming, SavedFile
+from runflow_bg.download import OutputNaming, SavedFile, reuse_output
 from runflow_bg.errors import InputError, Interrupted, RunFailed
-from runflow_bg.fsutil import atomic_write_bytes, remove_stale_parts, umask_mode
+from runflow_bg.fsutil import remove_stale_parts
 from runflow_bg.journal import FAILED, IN_FLIGHT, SUCCEEDED, Entry, Journal, Request
 from runflow_bg.models import Run
 from runflow_bg.naming import (DEFAULT_TEMPLATE, check_replaceable, existing_first_output,
                                output_path, render)
 from runflow_bg.polling import PollSchedule
+from runflow_bg.outputs import Delivery
 from runflow_bg.progress import Reporter
 from runflow_bg.service.inputs import MODEL, Inputs
 from runflow_bg.service.results import Outcome
@@ -35,10 +36,14 @@ class ReplaceOptions:
     callback_url: str | None = None
     metadata: dict | None = None
     use_cache: bool = True
+    delivery: Delivery | None = None
 
     def naming(self, inputs: Inputs) -> OutputNaming:
+        delivery = self.delivery and with_changes(
+            self.delivery, source_name=inputs.photo, copyright=inputs.rights[0],
+            creator=inputs.rights[1])
         return OutputNaming(self.out_dir, self.name_template, inputs.stem, inputs.scene_stem,
-                            self.overwrite)
+                            self.overwrite, delivery)
 
     def waiting(self) -> Waiting:
         return Waiting(wait=True, timeout=self.timeout, poll=self.poll)
@@ -72,20 +77,12 @@ def dry_run_summary(inputs: Inputs, options: ReplaceOptions, *, price: Decimal,
 
 def copy_outputs(previous: list[str], run_id: str, inputs: Inputs, options: ReplaceOptions,
                  reporter: Reporter) -> list[SavedFile]:
-    """Copy already saved outputs to this request's names (a result paid for once, reused).
-
-    Each copy is written beside its final name and renamed into place, so a full disk never
-    leaves half a file there.
-    """
+    """Save already paid-for outputs under this request's names: made afresh from the kept
+    originals when this request asks for another delivery, else copied."""
     naming = options.naming(inputs)
     saved = []
     for index, source in enumerate(previous):
-        ext = Path(source).suffix.lstrip(".") or "bin"
-        relative = render(naming.template, stem=naming.stem, scene=naming.scene, index=index,
-                          run_id=run_id, ext=ext)
-        target = output_path(options.out_dir, relative)
-        if target.resolve() != Path(source).resolve():
-            atomic_write_bytes(target, Path(source).read_bytes(), umask_mode())
+        target = reuse_output(Path(source), naming, index, run_id)
         saved.append(SavedFile("", target))
         reporter.on_saved(str(target))
     return saved

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as with_changes
 from pathlib import Path, PurePath
 
 from runflow_bg.client import RunflowClient
@@ -12,6 +12,7 @@ from runflow_bg.errors import AuthError, ExitCode, InputError, Interrupted, Runf
 from runflow_bg.journal import SUCCEEDED, Entry, Journal
 from runflow_bg.models import FAILURE_STATUSES, PENDING_STATUSES, SUCCESS_STATUSES, Run, RunState
 from runflow_bg.naming import DEFAULT_TEMPLATE, existing_first_output
+from runflow_bg.outputs import Delivery
 from runflow_bg.polling import PollSchedule
 from runflow_bg.progress import Reporter
 from runflow_bg.service.inputs import check_output_dir
@@ -37,6 +38,7 @@ class FetchOptions:
     wait: bool = True
     timeout: float | None = 600.0
     poll: PollSchedule = PollSchedule()
+    delivery: Delivery | None = None
 
 
 def known_run(run_id: str, entry: Entry | None, run: Run | None = None) -> Outcome:
@@ -83,7 +85,9 @@ def naming_for(run_id: str, entry: Entry | None, options: FetchOptions) -> Outpu
         stem, scene = _stem(entry.photo), _stem(entry.scene or "")
     else:
         stem, scene = run_id, ""
-    return OutputNaming(options.out_dir, template, stem, scene, options.overwrite)
+    delivery = options.delivery and with_changes(
+        options.delivery, source_name=entry.photo if entry and entry.photo else "")
+    return OutputNaming(options.out_dir, template, stem, scene, options.overwrite, delivery)
 
 
 def _stem(name: str) -> str:
