@@ -1,7 +1,9 @@
 """Check input images locally and prepare them for the model, before anything is spent.
 
 Original bytes go into the zip untouched whenever possible; an image is re-encoded only when it
-must be: an EXIF rotation to apply, a side over 4096 px, or a format the model does not take.
+must be: an EXIF rotation to apply, a side over 4096 px, a format the model does not take, or
+pixels that are not 8-bit sRGB RGB without transparency (the model reads them as such: a wide
+gamut profile would be ignored, a transparent backdrop would not be the white it replaces).
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ import math
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 from runflow_bg.errors import InputError
 
@@ -23,7 +29,12 @@ MAX_DECODED_PIXELS = 64_000_000
 MAX_INPUT_BYTES = 52_428_800
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+PREVIEW_SIDE = 256
 _BAD_IMAGE_HINT = "Use a PNG, JPEG or WebP image."
+_PROFILE_SPACES = {"RGB": "RGB", "CMYK": "CMYK", "L": "GRAY"}
+# Colours that any two sRGB profiles map alike, and a wide gamut profile does not.
+_PROBE = ((255, 255, 255), (0, 0, 0), (64, 64, 64), (128, 128, 128), (200, 200, 200),
+          (60, 180, 90), (200, 100, 50), (90, 60, 200), (230, 200, 40))
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,8 @@ class PreparedImage:
     width: int
     height: int
     source_format: str
+    preview: Image.Image = field(compare=False, repr=False)
+    """A copy at most PREVIEW_SIDE px a side, as packed, for checks that need no detail."""
     notices: tuple[str, ...] = ()
 
     @property
@@ -97,15 +110,10 @@ def same_file(a: InputFile, b: InputFile) -> bool:
         return False
 
 
-def _encode(image, fmt: str, original) -> bytes:
+def _encode(image: Image.Image, fmt: str, icc: bytes) -> bytes:
     out = io.BytesIO()
-    options = {}
-    icc = original.info.get("icc_profile")
-    if icc:
-        options["icc_profile"] = icc
+    options: dict[str, Any] = {"icc_profile": icc}
     if fmt == "JPEG":
-        if image.mode not in ("RGB", "L", "CMYK"):
-            image = image.convert("RGB")
         options.update(quality=95, subsampling=0)
     elif fmt == "WEBP":
         options.update(quality=95, method=4)
@@ -113,19 +121,22 @@ def _encode(image, fmt: str, original) -> bytes:
     return out.getvalue()
 
 
-def prepare_image(source: InputFile,
-                  on_large: Callable[[str], None] | None = None) -> PreparedImage:
-    """Decode, orient, downscale and (if needed) convert one input image.
+def prepare_image(source: InputFile, on_large: Callable[[str], None] | None = None, *,
+                  keep_profile: bool = False) -> PreparedImage:
+    """Decode, orient, make 8-bit sRGB, downscale and (if needed) convert one input image.
 
     The size is read from the header first: a JPEG larger than the service takes is decoded
     at a reduced scale (fast and small), other formats over MAX_DECODED_PIXELS are refused
     rather than decoded whole, and `on_large` hears about a large photo before the wait.
+    `keep_profile` leaves an RGB image's ICC profile and pixels as they are (see _colour).
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(source.data)) as original:
             source_format = original.format or "unknown"
+            # Pillow reads a 16-bit colour PNG as 8-bit: only its raw mode, before loading, says so
+            sixteen_bit = source_format == "PNG" and any(";16" in t[3] for t in original.tile)
             width, height = original.size
             if width * height > MAX_DECODED_PIXELS and source_format != "JPEG":
                 raise InputError(
@@ -141,6 +152,10 @@ def prepare_image(source: InputFile,
                 original.draft(original.mode, (math.ceil(width * scale), math.ceil(height * scale)))
             original.load()
             oriented = ImageOps.exif_transpose(original)
+            oriented, icc, colour_notices = _colour(oriented, source.name,
+                                                    original.info.get("icc_profile"),
+                                                    sixteen_bit=sixteen_bit,
+                                                    keep_profile=keep_profile)
             notices = []
             changed = False
             if oriented.size != original.size or _orientation(original) not in (None, 1):
@@ -158,8 +173,11 @@ def prepare_image(source: InputFile,
             if target != source_format:
                 notices.append(f"{source.name}: converted {source_format} to PNG")
                 changed = True
-            data = _encode(oriented, target, original) if changed else source.data
+            notices += colour_notices
+            data = _encode(oriented, target, icc) if changed or colour_notices else source.data
             width, height = oriented.size
+            preview = oriented.copy()
+            preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
     except Image.DecompressionBombError:
         raise InputError(f"{source.name}: too many pixels to be a photo.",
                          hint="Use an image of at most 4096 px a side.") from None
@@ -167,7 +185,121 @@ def prepare_image(source: InputFile,
         reason = "not an image" if isinstance(exc, UnidentifiedImageError) else "a damaged image"
         raise InputError(f"{source.name}: {reason}.", hint=_BAD_IMAGE_HINT) from None
     return PreparedImage(source.name, data, EXTENSIONS[target], width, height, source_format,
-                         tuple(notices))
+                         preview, tuple(notices))
+
+
+def _colour(image: Image.Image, name: str, icc: bytes | None, *, sixteen_bit: bool,
+            keep_profile: bool) -> tuple[Image.Image, bytes, list[str]]:
+    """The image as 8-bit RGB in sRGB, transparency flattened onto white (the model's backdrop).
+
+    Returns it with the ICC profile to embed if it is re-encoded, and a notice for each change
+    (no notice: the pixels are as decoded). `keep_profile` keeps an RGB profile; a CMYK or
+    greyscale one cannot stay with RGB pixels, so those are always converted through it.
+    """
+    from PIL import Image
+
+    notices = []
+    kind = _kind(image.mode, sixteen_bit)
+    if image.mode == "F" or image.mode.startswith("I"):
+        image = _grey_to_8bit(image)
+    if "transparency" in image.info or image.mode in ("PA", "La", "RGBa"):
+        image = image.convert("LA" if image.mode in ("1", "L", "La") else "RGBA")
+    if image.mode in ("RGBA", "LA"):
+        alpha = image.getchannel("A")
+        flat = Image.new(image.mode[:-1], image.size, "white")
+        flat.paste(image.convert(flat.mode), mask=alpha)
+        image = flat
+        notices.append(f"{name}: flattened transparency onto white" if alpha.getextrema()[0] < 255
+                       else f"{name}: dropped its alpha channel (nothing was transparent)")
+    if image.mode not in _PROFILE_SPACES:
+        image = image.convert("L" if image.mode == "1" else "RGB")
+    found = _transform_to_srgb(icc, image.mode)
+    keep = found is not None and image.mode == "RGB" and (keep_profile or _is_srgb(found[1]))
+    if found is not None and not keep:
+        description, transform = found
+        if image.mode == "CMYK":
+            description = f"CMYK ({description})"
+        image = transform.apply(image)
+        notices.append(f"{name}: converted {description} to sRGB")
+    elif image.mode == "CMYK":
+        notices.append(f"{name}: converted CMYK to sRGB (it has no ICC profile)")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    if kind:
+        notices.append(f"{name}: {kind} made 8-bit RGB")
+    return image, icc if keep and keep_profile else _srgb_bytes(), notices
+
+
+def _kind(mode: str, sixteen_bit: bool) -> str | None:
+    """What the pixels were, when not 8-bit RGB(A) or CMYK: named in the notice."""
+    if mode == "F":
+        return "floating-point greyscale"
+    if mode.startswith("I") or sixteen_bit and mode in ("L", "LA"):
+        return "16-bit greyscale"
+    if sixteen_bit:
+        return "16-bit colour"
+    if mode in ("1", "L", "LA", "La"):
+        return "greyscale"
+    if mode in ("P", "PA"):
+        return "palette colour"
+    return None if mode in ("RGB", "RGBA", "CMYK") else mode
+
+
+def _grey_to_8bit(image: Image.Image) -> Image.Image:
+    """Scale to 0..255: Pillow's own conversion clips 16-bit values (0..65535) to white.
+
+    Floating-point pixels span 0..1 when written by most tools, 0..255 when made by Pillow.
+    """
+    if image.mode == "F":
+        if image.getextrema()[1] <= 1:
+            image = image.point(lambda v: v * 255 + 0.5)
+        return image.convert("L")
+    return image.convert("I").point(lambda v: v / 257 + 0.5).convert("L")
+
+
+def _transform_to_srgb(icc: bytes | None, mode: str):
+    """The embedded profile's name and a transform from it to sRGB RGB, or None.
+
+    None also when the profile is damaged or made for other colours than the image's: it says
+    nothing reliable then, and the pixels are read as sRGB.
+    """
+    from PIL import ImageCms
+
+    if not icc:
+        return None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if profile.profile.xcolor_space.strip() != _PROFILE_SPACES[mode]:
+            return None
+        transform = ImageCms.buildTransform(profile, _srgb(), mode, "RGB")
+    except (OSError, ImageCms.PyCMSError):
+        return None
+    return ImageCms.getProfileDescription(profile).strip() or "its ICC profile", transform
+
+
+def _is_srgb(transform) -> bool:
+    """True when an RGB profile's transform to sRGB changes no colour visibly.
+
+    sRGB profiles go by many names ("sRGB IEC61966-2.1", "sRGB built-in", "c2"), so the test
+    is what the profile does to a few colours, not what it is called.
+    """
+    from PIL import Image
+
+    probe = Image.frombytes("RGB", (len(_PROBE), 1), bytes(v for rgb in _PROBE for v in rgb))
+    converted = transform.apply(probe)
+    return all(abs(a - b) <= 2 for a, b in zip(probe.tobytes(), converted.tobytes()))
+
+
+@cache
+def _srgb():
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+@cache
+def _srgb_bytes() -> bytes:
+    return _srgb().tobytes()
 
 
 def _orientation(image) -> int | None:

@@ -85,11 +85,12 @@ def batch(
                                     preset=preset, no_ai_label=no_ai_label, sidecar=sidecar))
     options = BatchOptions(request, concurrency=settings.concurrency(concurrency),
                            budget=None if local else _budget(max_cost),
-                           retry_failed=retry_failed, local=local,
+                           retry_failed=retry_failed, local=local, keep_profile=keep_profile,
+                           strict_inputs=strict_inputs,
                            price=invocation.price(local=local).amount)
     shard_spec = collect.parse_shard(shard)
     notes = PlainReporter(terminal)
-    scene_image, scene_source = load_image(scene, None, notes)
+    scene_image, scene_source = load_image(scene, None, notes, keep_profile=keep_profile)
     opt.warn_if_file_like(terminal, request.out_dir)
     check_output_dir(request.out_dir, create=not dry_run)
     if report is not None:
@@ -176,6 +177,9 @@ def _announce(plan, options, notes, excluded: int) -> None:
     parts = [f"{len(plan.items)} photos", f"{plan.runs_to_create} to submit"]
     if excluded:
         parts.append(f"{excluded} excluded (earlier outputs; --include-outputs takes them)")
+    warned = [item.warning for item in plan.items if item.warning]
+    if warned:
+        parts.append(f"{len(warned)} with backdrop warnings")
     for action, label in ((Action.RESUME, "to resume"), (Action.DONE, "done before"),
                           (Action.CACHED, "cached"), (Action.FOLLOW, "duplicates"),
                           (Action.SKIP, "skipped (output exists)"),
@@ -183,6 +187,8 @@ def _announce(plan, options, notes, excluded: int) -> None:
         if plan.count(action):
             parts.append(f"{plan.count(action)} {label}")
     notes.on_stage(", ".join(parts))
+    for warning in warned:
+        notes.on_notice(warning)
 
 
 def _estimate(plan, options, notes) -> None:

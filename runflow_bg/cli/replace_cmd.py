@@ -76,7 +76,8 @@ def replace(
     reporter = terminal.reporter()
     inputs = outcome = None
     try:
-        inputs = _inputs(photo, scene, zip_url, image, reference, reporter)
+        inputs = _inputs(photo, scene, zip_url, image, reference, reporter, keep_profile,
+                         strict_inputs)
         opt.warn_if_file_like(terminal, settings.out_dir)
         checks.check_output_dir(settings.out_dir, create=not dry_run)
         if dry_run:
@@ -109,7 +110,7 @@ def replace(
         terminal.out_lines([str(saved.path) for saved in outcome.saved])
 
 
-def _inputs(photo, scene, zip_url, image, reference, reporter):
+def _inputs(photo, scene, zip_url, image, reference, reporter, keep_profile, strict):
     from runflow_bg.errors import UsageError
     from runflow_bg.service import inputs as checks
 
@@ -121,7 +122,8 @@ def _inputs(photo, scene, zip_url, image, reference, reporter):
         raise UsageError("Missing PHOTO or SCENE.",
                          hint="Usage: runflow-bg replace PHOTO SCENE [options].")
     stdin = sys.stdin.buffer if "-" in (photo, scene) else None
-    return checks.replace_inputs(photo, scene, stdin, reporter)
+    return checks.replace_inputs(photo, scene, stdin, reporter, keep_profile=keep_profile,
+                                 strict=strict)
 
 
 def _print_dry_run(terminal, summary: dict, as_json: bool) -> None:

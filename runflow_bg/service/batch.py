@@ -155,7 +155,7 @@ class BatchRunner:
         options = item_options(self.options.request, item.photo)
         reporter = _ItemReporter(self.reporter, item.photo.display)
         inputs = local_inputs(item.photo.display, self.plan.scene, self.plan.scene_source, None,
-                              reporter)
+                              reporter, keep_profile=self.options.keep_profile)
         reserved = []
 
         def before_create() -> None:

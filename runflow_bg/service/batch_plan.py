@@ -15,6 +15,7 @@ from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 
+from runflow_bg.backdrop import backdrop_problem
 from runflow_bg.errors import InputError, RunflowBgError, UsageError
 from runflow_bg.images import InputFile, PreparedImage, read_input
 from runflow_bg.journal import FAILED, IN_FLIGHT, SUBMITTED, SUCCEEDED, Entry, Journal
@@ -51,6 +52,7 @@ class Item:
     error: RunflowBgError | None = None
     leader: Item | None = None
     outcome: Outcome | None = None
+    warning: str | None = None  # its backdrop may spoil the result
     finished: threading.Event = field(default_factory=threading.Event)
 
 
@@ -61,6 +63,8 @@ class BatchOptions:
     budget: Decimal | None = None  # --max-cost
     retry_failed: bool = False
     local: bool = False  # the built-in emulator: nothing is paid
+    keep_profile: bool = False  # --keep-profile
+    strict_inputs: bool = False  # --strict-inputs: a backdrop warning refuses the batch
     price: Decimal = PUBLISHED_PRICE  # a run, as Runflow reports it (pricing.py)
 
 
@@ -102,28 +106,43 @@ def item_options(options: ReplaceOptions, photo: Photo) -> ReplaceOptions:
     return with_changes(options, out_dir=options.out_dir / photo.folder)
 
 
-def _check_photo(photo: Photo) -> str:
-    """Read the photo and check that it opens as an image; returns the digest of its bytes."""
+def _check_photo(photo: Photo) -> tuple[str, str | None]:
+    """Read the photo, check that it opens as an image and look at its backdrop on a small
+    copy; returns the digest of its bytes and what about the backdrop may spoil the result."""
     from PIL import Image, UnidentifiedImageError
 
     source = read_input(str(photo.path))
     try:
         with Image.open(io.BytesIO(source.data)) as image:
             image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        with Image.open(io.BytesIO(source.data)) as image:
+            image.draft("RGB", (512, 512))
+            image.thumbnail((256, 256))
+            problem = backdrop_problem(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise InputError(f"{photo.display}: not an image, or a damaged one.",
                          hint="Use a PNG, JPEG or WebP image.") from None
-    return digest(source.data)
+    return digest(source.data), problem
 
 
 def _plan_item(photo: Photo, scene: PreparedImage, scene_digest: str, journal: Journal,
                job: str, options: BatchOptions) -> Item:
     request = options.request
     try:
-        photo_digest = _check_photo(photo)
+        photo_digest, problem = _check_photo(photo)
     except InputError as exc:
         return Item(photo, Action.INVALID, error=exc)
-    content_hash = request_hash(local_source(photo_digest, scene_digest), request.prompt)
+    content_hash = request_hash(local_source(photo_digest, scene_digest, options.keep_profile),
+                                request.prompt)
+    item = _decide(photo, scene, content_hash, journal, job, options)
+    item.warning = problem and f"{photo.display}: {problem}"
+    return item
+
+
+def _decide(photo: Photo, scene: PreparedImage, content_hash: str, journal: Journal, job: str,
+            options: BatchOptions) -> Item:
+    """What the photo needs, given what the journal and the output folder say."""
+    request = options.request
     entry = journal.latest_for_item(job, photo.key)
     if entry is not None and entry.content_hash == content_hash:
         if entry.status == SUCCEEDED and all(Path(p).is_file() for p in entry.outputs):
@@ -176,6 +195,12 @@ def plan_batch(photos: list[Photo], scene: PreparedImage, scene_source: InputFil
     scene_digest = digest(scene_source.data)
     _refuse_shared_outputs(photos, options.request, scene.stem)
     items = [_plan_item(photo, scene, scene_digest, journal, job, options) for photo in photos]
+    warned = [item.warning for item in items if item.warning and item.action in SPENDING]
+    if warned and options.strict_inputs:
+        raise InputError(f"{len(warned)} photos may come back useless: " + "; ".join(warned[:5])
+                         + ("; ..." if len(warned) > 5 else "") + ". Nothing was submitted.",
+                         hint="Photograph products on plain white, or leave out --strict-inputs "
+                              "to be warned only.")
     leaders: dict[str, Item] = {}
     for item in items:
         if item.action in (Action.SUBMIT, Action.RESUME):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from runflow_bg.backdrop import backdrop_problem, looks_swapped
 from runflow_bg.delivery import photo_rights
 from runflow_bg.errors import InputError, UsageError
 from runflow_bg.images import InputFile, PreparedImage, prepare_image, read_input, same_file
@@ -31,9 +32,10 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def local_source(photo_digest: str, scene_digest: str) -> str:
-    """The source part of a request hash for local files: the digests of their bytes as read."""
-    return f"files:{photo_digest}:{scene_digest}"
+def local_source(photo_digest: str, scene_digest: str, keep_profile: bool = False) -> str:
+    """The source part of a request hash for local files: the digests of their bytes as read,
+    and whether their colours are sent as they are (another request than converted ones)."""
+    return f"files:{photo_digest}:{scene_digest}" + (":keep-profile" if keep_profile else "")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Inputs:
     zip_url: str | None = None
     summary: str = ""
     rights: tuple[str | None, str | None] = (None, None)  # the photo's copyright and creator
+    warnings: tuple[str, ...] = ()  # what may spoil the result: a grey backdrop, swapped files
 
     @classmethod
     def unread(cls, photo: str, scene: str) -> Inputs:
@@ -69,38 +72,65 @@ class Inputs:
         return body
 
 
-def load_image(name: str, stdin: BinaryIO | None,
-               reporter: Reporter) -> tuple[PreparedImage, InputFile]:
+def load_image(name: str, stdin: BinaryIO | None, reporter: Reporter, *,
+               keep_profile: bool = False) -> tuple[PreparedImage, InputFile]:
     """Read and prepare one image; returns it with the file it came from (for same-file checks)."""
     source = read_input(name, stdin)
-    prepared = prepare_image(source, on_large=reporter.on_notice)
+    prepared = prepare_image(source, on_large=reporter.on_notice, keep_profile=keep_profile)
     for notice in prepared.notices:
         reporter.on_notice(notice)
     return prepared, source
 
 
 def local_inputs(photo_name: str, scene: PreparedImage, scene_source: InputFile, stdin: BinaryIO | None,
-                 reporter: Reporter) -> Inputs:
+                 reporter: Reporter, *, keep_profile: bool = False, strict: bool = False) -> Inputs:
     """Check and pack one photo with an already prepared scene."""
-    photo, source = load_image(photo_name, stdin, reporter)
+    photo, source = load_image(photo_name, stdin, reporter, keep_profile=keep_profile)
     if same_file(source, scene_source):
         raise InputError(f"{photo_name} is given as both the photo and the scene.",
                          hint="Give the product photo first, then a different scene image.")
+    warnings = backdrop_warnings(photo, scene, strict=strict)
+    for warning in warnings:
+        reporter.on_notice(warning)
     package = pack(photo, scene)
     return Inputs(photo=photo_name, scene=scene.name, stem=photo.stem, scene_stem=scene.stem,
                   image_member=package.image_member, reference_member=package.reference_member,
-                  source=local_source(digest(source.data), digest(scene_source.data)), package=package,
-                  summary=f"{photo.describe()} and {scene.describe()}",
+                  source=local_source(digest(source.data), digest(scene_source.data), keep_profile),
+                  package=package,
+                  summary=f"{photo.describe()} and {scene.describe()}", warnings=warnings,
                   rights=photo_rights(source.data))
 
 
+def backdrop_warnings(photo: PreparedImage, scene: PreparedImage, *,
+                      strict: bool = False) -> tuple[str, ...]:
+    """What about the photo's backdrop may spoil a paid result; with `strict`, refused instead.
+
+    The model replaces the photo's white area: a photo without one, or with the scene's white
+    backdrop where the photo should be, is worth a word before the run is paid for.
+    """
+    if looks_swapped(photo.preview, scene.preview):
+        warning = (f"{photo.name} looks like a scene and {scene.name} like a product on white: "
+                   f"they seem to be given the wrong way round")
+        hint = "Give the product photo first, then the scene."
+    elif problem := backdrop_problem(photo.preview):
+        warning = f"{photo.name}: {problem}; the model replaces only the white area"
+        hint = "Photograph the product on plain white, or cut it out onto white."
+    else:
+        return ()
+    if strict:
+        raise InputError(f"{warning}.", hint=f"{hint} Without --strict-inputs this is a warning.")
+    return (warning,)
+
+
 def replace_inputs(photo_name: str, scene_name: str, stdin: BinaryIO | None,
-                   reporter: Reporter) -> Inputs:
+                   reporter: Reporter, *, keep_profile: bool = False,
+                   strict: bool = False) -> Inputs:
     """The photo and the scene of `replace`, checked, prepared and packed."""
     if photo_name == "-" and scene_name == "-":
         raise UsageError("Only one of PHOTO and SCENE can be `-` (standard input).")
-    scene, scene_source = load_image(scene_name, stdin, reporter)
-    inputs = local_inputs(photo_name, scene, scene_source, stdin, reporter)
+    scene, scene_source = load_image(scene_name, stdin, reporter, keep_profile=keep_profile)
+    inputs = local_inputs(photo_name, scene, scene_source, stdin, reporter,
+                          keep_profile=keep_profile, strict=strict)
     reporter.on_stage(f"checked {inputs.summary}")
     return inputs
 
