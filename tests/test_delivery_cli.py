@@ -83,3 +83,55 @@ def test_bad_delivery_options_are_usage_errors_before_any_request(emu, work, env
     assert result.returncode == 2, result.stderr.decode()
     assert needle in result.stderr.decode().lower() or needle in result.stderr.decode()
     assert emu.requests == []
+
+
+def grey_photo(path):
+    image = Image.new("RGB", (160, 120), (200, 200, 200))
+    image.paste((200, 30, 30), (40, 30, 120, 90))
+    image.save(path)
+    return path
+
+
+def test_a_grey_backdrop_warns_and_strict_inputs_refuses_before_any_request(emu, work, env):
+    grey_photo(work / "grey.png")
+    strict = run_cli("replace", "grey.png", "marble.jpg", "--strict-inputs", env=env, cwd=work)
+    assert strict.returncode == 4 and "grey.png" in strict.stderr.decode()
+    assert "Without --strict-inputs this is a warning" in strict.stderr.decode()
+    assert emu.requests == []
+    warned = run_cli("replace", "grey.png", "marble.jpg", env=env, cwd=work)
+    assert warned.returncode == 0 and "only the white area" in warned.stderr.decode()
+
+
+def test_the_batch_plan_counts_backdrop_warnings_and_strict_refuses_the_batch(emu, env, tmp_path):
+    (tmp_path / "photos").mkdir()
+    write_photo(tmp_path / "photos" / "white.png")
+    grey_photo(tmp_path / "photos" / "grey.png")
+    write_photo(tmp_path / "scene.jpg", color=(10, 10, 200))
+    plan = run_cli("batch", "photos", "--scene", "scene.jpg", "--dry-run", env=env, cwd=tmp_path)
+    assert "1 with backdrop warnings" in plan.stderr.decode()
+    strict = run_cli("batch", "photos", "--scene", "scene.jpg", "--yes", "--strict-inputs",
+                     env=env, cwd=tmp_path)
+    assert strict.returncode == 4 and "Nothing was submitted" in strict.stderr.decode()
+    assert emu.created_run_count == 0
+
+
+def test_keep_profile_is_another_request_than_converted_colours(emu, work, env):
+    assert run_cli(*REPLACE, "-o", "a", env=env, cwd=work).returncode == 0
+    kept = run_cli(*REPLACE, "-o", "b", "--keep-profile", env=env, cwd=work)
+    assert kept.returncode == 0 and emu.created_run_count == 2
+
+
+def test_the_report_shows_what_was_delivered_and_the_presets_verdict(emu, env, tmp_path):
+    (tmp_path / "photos").mkdir()
+    write_photo(tmp_path / "photos" / "big.png", size=(1200, 900))
+    write_photo(tmp_path / "photos" / "small.png", size=(160, 120), color=(20, 160, 20))
+    write_photo(tmp_path / "scene.jpg", color=(10, 10, 200))
+    result = run_cli("batch", "photos", "--scene", "scene.jpg", "--yes", "-o", "out",
+                     "--preset", "amazon", "--report", "report.html", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    page = (tmp_path / "report.html").read_text()
+    assert "JPEG · 1200×900" in page and "passes amazon" in page
+    assert "fails amazon" in page and "too small" in page  # a 160 px photo stays small
+    assert 'href="out/photos/big-bg.jpg"' in page
+    assert "repeating-conic-gradient" in page and "2 items" in page and "1 of 2 pass amazon" in page
+    assert "<script>" in page and "localeCompare" in page  # sortable columns
