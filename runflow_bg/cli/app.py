@@ -14,7 +14,8 @@ from typer.core import TyperGroup
 
 from runflow_bg import __version__
 from runflow_bg.cli import (auth_cmd, batch_cmd, check_cmd, config_cmd, doctor_cmd,
-                            emulator_cmd, presets_cmd, replace_cmd, runs_cmd, webhook_cmd)
+                            emulator_cmd, presets_cmd, replace_cmd, runs_cmd, samples_cmd,
+                            webhook_cmd)
 from runflow_bg.config import COMPLETE_ENV
 
 
@@ -117,6 +118,7 @@ app.add_typer(webhook_cmd.app, name="webhook")
 app.command("emulator", help=emulator_cmd.HELP)(emulator_cmd.emulator)
 app.command("presets", help=presets_cmd.HELP)(presets_cmd.presets)
 app.command("check", help=check_cmd.HELP)(check_cmd.check)
+app.command("samples", help=samples_cmd.HELP)(samples_cmd.samples)
 
 
 def _interrupt_on_sigterm() -> None:
