@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from runflow_bg.client import MODEL
 from runflow_bg.fsutil import atomic_write_bytes
 from runflow_bg.naming import safe_component
 
-MODEL = "runflow/background-replace"
+if TYPE_CHECKING:
+    from runflow_bg.delivery import Spec
 
 
 @dataclass(frozen=True)
 class Delivery:
     """How outputs are delivered: the file a shop accepts, and where the originals are kept."""
 
-    spec: object = field(default=None)  # delivery.Spec; None: its defaults
+    spec: Spec | None = None  # None: the defaults (keep the format, sRGB, the AI label)
     source_name: str = ""  # the photo the output was made from, for provenance
     copyright: str | None = None
     creator: str | None = None

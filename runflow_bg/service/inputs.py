@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from runflow_bg.backdrop import backdrop_problem, looks_swapped
+from runflow_bg.client import MODEL
 from runflow_bg.delivery import photo_rights
 from runflow_bg.errors import InputError, UsageError
 from runflow_bg.images import InputFile, PreparedImage, prepare_image, read_input, same_file
@@ -16,7 +17,6 @@ from runflow_bg.packing import Package, pack
 from runflow_bg.progress import Reporter
 from runflow_bg.urls import is_allowed_url, redact_url
 
-MODEL = "runflow/background-replace"
 
 
 def request_hash(source: str, prompt: str | None, model: str = MODEL) -> str:
