@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runflow_bg.client import MODEL
-from runflow_bg.fsutil import atomic_write_bytes
+from runflow_bg.fsutil import atomic_write_bytes, private_dir
 from runflow_bg.naming import safe_component
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ class Delivery:
         folder = self._original_dir(run_id)
         if folder is not None:
             try:
+                for private in (self.originals.parent, self.originals, folder):
+                    private_dir(private)  # the cache folder, like the state folder: 0700
                 atomic_write_bytes(folder / f"{index}.{ext}", data, 0o600)
             except OSError:
                 pass  # a cache that cannot be written costs a download later, not this result

@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from runflow_bg.errors import RunflowBgError
-from runflow_bg.fsutil import atomic_write_bytes
+from runflow_bg.fsutil import atomic_write_bytes, private_dir
 
 PUBLISHED_PRICE = Decimal("0.35")  # the model page's price a request
 FRESH_SECONDS = 24 * 3600
@@ -74,6 +74,7 @@ def price_per_run(client, cache_file: Path, model: str) -> Price:
         data = {}
     data[model] = {"price": str(amount), "at": time.time()}
     try:
+        private_dir(cache_file.parent)
         atomic_write_bytes(cache_file, json.dumps(data).encode(), 0o600)
     except OSError:
         pass  # a cache that cannot be written only costs one more request tomorrow

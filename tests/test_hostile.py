@@ -296,12 +296,12 @@ def test_odd_names_and_loops_fail_their_item_only(emu, env, tmp_path):
 
 # -- files ----------------------------------------------------------------------------------------
 
-def test_the_journal_is_private(emu, work, env, isolated_env):
+def test_the_journal_and_the_cache_are_private(emu, work, env, isolated_env):
     assert run_cli(*REPLACE, env=env, cwd=work).returncode == 0
-    state = isolated_env / "state"
-    assert state.stat().st_mode & 0o777 == 0o700
-    for path in state.iterdir():
-        assert path.stat().st_mode & 0o777 == 0o600, path.name
+    for folder in (isolated_env / "state", isolated_env / "cache"):
+        for path in [folder, *folder.rglob("*")]:
+            expected = 0o700 if path.is_dir() else 0o600
+            assert path.stat().st_mode & 0o777 == expected, path
 
 
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600)])
