@@ -79,10 +79,7 @@ def batch(
                                  poll_interval=poll_interval, metadata=metadata,
                                  callback_url=callback_url, prompt=prompt, overwrite=overwrite,
                                  wait=True, use_cache=not no_cache)
-    request = with_changes(request, delivery=opt.resolve_delivery(
-        settings, terminal, format=format, quality=quality, max_bytes=max_bytes, fill=fill,
-                                    size=size, max_side=max_side, fit=fit, pad_color=pad_color,
-                                    preset=preset, no_ai_label=no_ai_label, sidecar=sidecar))
+    request = with_changes(request, delivery=opt.resolve_delivery(settings, terminal, locals()))
     options = BatchOptions(request, concurrency=settings.concurrency(concurrency),
                            budget=None if local else _budget(max_cost),
                            retry_failed=retry_failed, local=local, keep_profile=keep_profile,

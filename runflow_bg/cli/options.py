@@ -61,11 +61,15 @@ STRICT_INPUTS = typer.Option(False, "--strict-inputs",
                                   "photo and scene that look swapped, before anything is spent.")
 
 
-def resolve_delivery(settings, terminal, *, format: str | None, quality: int | None,
-                     max_bytes: str | None, fill: str | None, size: str | None,
-                     max_side: int | None, fit: str | None, pad_color: str | None,
-                     preset: str | None, no_ai_label: bool, sidecar: bool):
-    """The delivery asked for: a preset's bundle, then each flag over it."""
+DELIVERY_FLAGS = ("format", "quality", "max_bytes", "fill", "size", "max_side", "fit",
+                  "pad_color", "preset", "no_ai_label", "sidecar")
+
+
+def resolve_delivery(settings, terminal, flags: dict):
+    """The delivery asked for: a preset's bundle, then each flag over it. `flags` is the
+    command's parameters (its `locals()`), of which the delivery options are taken."""
+    (format, quality, max_bytes, fill, size, max_side, fit, pad_color, preset, no_ai_label,
+     sidecar) = (flags[name] for name in DELIVERY_FLAGS)
     from runflow_bg.delivery import Spec, parse_color, parse_size
     from runflow_bg.errors import UsageError
     from runflow_bg.outputs import Delivery

@@ -69,10 +69,8 @@ def replace(
                                   poll_interval=poll_interval, metadata=metadata,
                                   callback_url=callback_url, prompt=prompt, overwrite=overwrite,
                                   wait=not no_wait, use_cache=not no_cache)
-    settings = with_changes(settings, delivery=opt.resolve_delivery(
-        invocation.settings, terminal, format=format, quality=quality, max_bytes=max_bytes, fill=fill,
-                                    size=size, max_side=max_side, fit=fit, pad_color=pad_color,
-                                    preset=preset, no_ai_label=no_ai_label, sidecar=sidecar))
+    delivery = opt.resolve_delivery(invocation.settings, terminal, locals())
+    settings = with_changes(settings, delivery=delivery)
     reporter = terminal.reporter()
     inputs = outcome = None
     try:

@@ -105,10 +105,8 @@ def wait(
 ) -> None:
     """Wait for runs to finish, then download their outputs (exit 6 if any failed, 7 on --timeout)."""
     options = _fetch_options(ctx, out, name, overwrite, timeout, poll_interval, wait=True,
-                             delivery=opt.resolve_delivery(
-                                 ctx.obj.settings, ctx.obj.terminal, format=format, quality=quality, max_bytes=max_bytes, fill=fill,
-                                    size=size, max_side=max_side, fit=fit, pad_color=pad_color,
-                                    preset=preset, no_ai_label=no_ai_label, sidecar=sidecar))
+                             delivery=opt.resolve_delivery(ctx.obj.settings, ctx.obj.terminal,
+                                                           locals()))
     _fetch(ctx, run_ids, options, as_json=as_json, quiet=quiet, verbose=verbose,
            signed_urls=signed_urls)
 
@@ -138,10 +136,8 @@ def download(
 ) -> None:
     """Download the outputs of finished runs (expired output URLs are fetched afresh)."""
     options = _fetch_options(ctx, out, name, overwrite, None, None, wait=False,
-                             delivery=opt.resolve_delivery(
-                                 ctx.obj.settings, ctx.obj.terminal, format=format, quality=quality, max_bytes=max_bytes, fill=fill,
-                                    size=size, max_side=max_side, fit=fit, pad_color=pad_color,
-                                    preset=preset, no_ai_label=no_ai_label, sidecar=sidecar))
+                             delivery=opt.resolve_delivery(ctx.obj.settings, ctx.obj.terminal,
+                                                           locals()))
     _fetch(ctx, run_ids, options, as_json=as_json, quiet=quiet, verbose=verbose,
            signed_urls=signed_urls)
 
