@@ -15,9 +15,16 @@ HELP = "Replace the background of many photos with one scene; resumable, paid on
 
 def batch(
     ctx: typer.Context,
-    photos: List[str] = typer.Argument(..., metavar="PHOTO",
-                                       help="Photos: files, folders (recursed) or quoted globs."),
-    scene: str = typer.Option(..., "--scene", metavar="SCENE", help="The scene image for every photo."),
+    photos: Optional[List[str]] = typer.Argument(
+        None, metavar="[PHOTO]...", help="Photos: files, folders (recursed) or quoted globs."),
+    scene: Optional[str] = typer.Option(None, "--scene", metavar="SCENE",
+                                        help="The scene image (for rows without their own)."),
+    manifest: Optional[Path] = typer.Option(
+        None, "--manifest", metavar="FILE",
+        help="A .csv or .jsonl catalogue: one request per row (photo, scene, prompt, name, out, "
+             "metadata.KEY)."),
+    skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows",
+                                       help="Submit a manifest's good rows even if some are bad."),
     prompt: Optional[str] = opt.PROMPT,
     out: Optional[Path] = opt.OUT,
     name: Optional[str] = opt.NAME,
@@ -90,20 +97,30 @@ def batch(
                            price=invocation.price(local=local).amount)
     shard_spec = collect.parse_shard(shard)
     notes = PlainReporter(terminal)
-    scene_image, scene_source = load_image(scene, None, notes, keep_profile=keep_profile)
+    if bool(photos) == bool(manifest):
+        raise UsageError("Give photos or --manifest, not both nor neither.")
+    if scene is None and manifest is None:
+        raise UsageError("Missing option '--scene'.")
+    scene_image, scene_source = (load_image(scene, None, notes, keep_profile=keep_profile)
+                                 if scene is not None else (None, None))
     opt.warn_if_file_like(terminal, request.out_dir)
     check_output_dir(request.out_dir, create=not dry_run)
     if report is not None:
         check_report_path(report)
+    scenes, excluded = {}, 0
+    if manifest is not None:
+        found = _manifest_rows(manifest, scene, scenes, request.name_template, notes,
+                               keep_profile, skip_bad_rows)
     journal = invocation.open_journal(local=local, shard=shard_spec)
     try:
-        found, excluded = collect.collect_photos(photos, Path.cwd()), 0
-        if not include_outputs:
+        if manifest is None:
+            found = collect.collect_photos(photos, Path.cwd())
+        if manifest is None and not include_outputs:
             found, excluded = collect.drop_earlier_outputs(
                 found, journal.recorded_outputs(), request.out_dir, request.name_template,
                 scene_image.stem)
         plan = plan_batch(collect.take_shard(found, shard_spec), scene_image, scene_source,
-                          journal, options)
+                          journal, options, scenes)
         _announce(plan, options, notes, excluded)
         if dry_run:
             _estimate(plan, options, notes)
@@ -125,8 +142,8 @@ def batch(
             view.start()
             outcomes: list[dict] = []
             runner = BatchRunner(plan, client, journal, options, view,
-                                 on_outcome=lambda item, outcome: _record(outcome, outcomes, view,
-                                                                          signed_urls))
+                                 on_outcome=lambda item, outcome: _record(item, outcome, outcomes,
+                                                                          view, signed_urls))
             view.in_flight = runner.in_flight_count
             terminal.when_stdout_closes(client.clock.stop)  # `| head`: submit nothing more
             try:
@@ -218,8 +235,24 @@ def _confirm(plan, options, client, yes: bool, notes) -> None:
         raise Interrupted("Cancelled; nothing was submitted.")
 
 
-def _record(outcome, outcomes: list[dict], view, signed_urls: bool) -> None:
+def _manifest_rows(manifest: Path, scene: str | None, scenes: dict, template: str, notes,
+                   keep_profile: bool, skip_bad_rows: bool) -> list:
+    """The manifest's rows as batch items, every one checked before anything is spent."""
+    from runflow_bg.service import manifest as rows
+
+    read = [rows.to_photo(number, values) for number, values in rows.read_rows(manifest)]
+    good, bad = rows.check_rows(read, scenes, scene, template, notes, keep_profile)
+    if bad and not skip_bad_rows:
+        rows.refuse_bad_rows(bad, manifest)
+    if bad:
+        notes.on_notice(f"skipped {len(bad)} bad rows: " + "; ".join(map(str, bad)))
+    return good
+
+
+def _record(item, outcome, outcomes: list[dict], view, signed_urls: bool) -> None:
     data = outcome.to_json(signed_urls)
+    if item.photo.row:  # a manifest row: its number and its other columns, for matching up
+        data.update({"row": item.photo.row, "columns": dict(item.photo.columns)})
     outcomes.append(data)
     view.on_outcome(data)
 

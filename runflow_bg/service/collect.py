@@ -26,10 +26,20 @@ class Photo:
     display: str
     folder: PurePosixPath
     named: bool = False  # given by its own name, not found in a folder or by a glob
+    row: int = 0  # its manifest row; the fields below are that row's own choices
+    scene: str | None = None
+    prompt: str | None = None
+    name: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    columns: tuple[tuple[str, str], ...] = ()  # other columns, echoed into the results
 
     @property
     def key(self) -> str:
-        """Identifies the item across runs of the same command: its mirrored location."""
+        """Identifies the item across runs of the same command: its mirrored location, or for a
+        manifest row what the request is made of, so a reordered manifest still resumes."""
+        if self.row:
+            return "\0".join((self.display, self.scene or "", self.prompt or "", self.name or "",
+                               str(self.folder)))
         return str(self.folder / self.path.stem)
 
 
