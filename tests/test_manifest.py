@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -99,3 +100,52 @@ def test_photos_and_manifest_together_are_refused(emu, env, tmp_path):
                    env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert emu.requests == []
+
+
+def test_results_file_round_trips_as_the_next_manifest(emu, env, tmp_path):
+    catalogue(tmp_path)
+    (tmp_path / "items.csv").write_text(CSV)
+    emu.faults.fail_runs(1, status="failed", code="MODEL_ERROR", message="bad luck")
+    first = batch("--manifest", "items.csv", "--name", "{stem}-{scene}.{ext}", "-j", "1",
+                  "--results", "results.csv", env=env, cwd=tmp_path)
+    assert first.returncode == 6, first.stderr.decode()
+    with open(tmp_path / "results.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == ["photo", "scene", "sku", "metadata.sku", "batch_note",
+                             "status", "run_id", "cost", "outputs", "error"]
+    assert [row["batch_note"] for row in rows] == ["first", "second", "third", "fourth"]
+    assert [row["status"] for row in rows] == ["failed", "succeeded", "succeeded", "succeeded"]
+    assert "bad luck" in rows[0]["error"] and rows[1]["outputs"] == "out/mug-loft.webp"
+    assert emu.created_run_count == 4
+
+    again = batch("--manifest", "results.csv", "--name", "{stem}-{scene}.{ext}",
+                  "--results", "results.csv", env=env, cwd=tmp_path)
+    assert again.returncode == 6, "the failed row stays failed without --retry-failed"
+    assert emu.created_run_count == 4, "the results file resumes the same requests"
+
+    retry = batch("--manifest", "results.csv", "--name", "{stem}-{scene}.{ext}",
+                  "--retry-failed", "--results", "retried.csv", env=env, cwd=tmp_path)
+    assert retry.returncode == 0, retry.stderr.decode()
+    assert emu.created_run_count == 5
+    with open(tmp_path / "retried.csv", newline="") as file:
+        retried = list(csv.DictReader(file))
+    assert [(row["photo"], row["scene"], row["status"]) for row in retried] == [
+        ("mug.png", "beach.jpg", "succeeded")]
+
+
+def test_results_of_photos_named_on_the_command_line(emu, env, tmp_path):
+    catalogue(tmp_path)
+    result = batch("mug.png", "lamp.png", "--scene", "beach.jpg", "--results", "r.jsonl",
+                   env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [(row["photo"], row["scene"], row["status"]) for row in rows] == [
+        ("lamp.png", "beach.jpg", "succeeded"), ("mug.png", "beach.jpg", "succeeded")]
+    assert rows[0]["outputs"] == ["out/lamp-bg.webp"] and rows[0]["error"] is None
+
+
+def test_results_folder_is_checked_before_anything_is_spent(emu, env, tmp_path):
+    catalogue(tmp_path)
+    result = batch("mug.png", "--scene", "beach.jpg", "--results", "missing/r.csv",
+                   env=env, cwd=tmp_path)
+    assert result.returncode == 4 and emu.requests == []

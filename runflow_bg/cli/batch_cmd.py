@@ -40,6 +40,10 @@ def batch(
                                       help="Submit again the items whose runs failed."),
     report: Optional[Path] = typer.Option(None, "--report", metavar="FILE.html",
                                           help="Write a contact sheet of photo, scene and result."),
+    results: Optional[Path] = typer.Option(
+        None, "--results", metavar="FILE",
+        help="Write each row's status, run, cost and outputs (.csv or .jsonl); "
+             "usable as the next --manifest."),
     format: Optional[str] = opt.FORMAT,
     quality: Optional[int] = opt.QUALITY,
     max_bytes: Optional[str] = opt.MAX_BYTES,
@@ -107,10 +111,15 @@ def batch(
     check_output_dir(request.out_dir, create=not dry_run)
     if report is not None:
         check_report_path(report)
+    if results is not None:
+        from runflow_bg.service.results_file import check_format
+
+        check_format(results)
+        check_report_path(results, "--results")
     scenes, excluded = {}, 0
     if manifest is not None:
         found = _manifest_rows(manifest, scene, scenes, request.name_template, notes,
-                               keep_profile, skip_bad_rows)
+                               keep_profile, skip_bad_rows, retry_failed)
     journal = invocation.open_journal(local=local, shard=shard_spec)
     try:
         if manifest is None:
@@ -152,6 +161,11 @@ def batch(
                 view.close()
     finally:
         journal.close()
+    if results is not None:
+        from runflow_bg.service.results_file import result_row, write_results
+
+        write_results(results, [result_row(item.photo, item.outcome.to_json())
+                                for item in plan.items if item.outcome is not None])
     _finish(invocation, result, outcomes, scene, report, request.delivery.preset)
 
 
@@ -172,20 +186,20 @@ def _budget(max_cost: str | None):
     return budget
 
 
-def check_report_path(report: Path) -> None:
-    """The report can be written: refused before anything is spent, not after."""
+def check_report_path(report: Path, option: str = "--report") -> None:
+    """The report (or results file) can be written: refused before anything is spent, not after."""
     import os
 
     from runflow_bg.errors import InputError
 
     folder = report.parent if str(report.parent) else Path(".")
     if report.is_dir():
-        raise InputError(f"--report {report} is a folder.", hint="Name an .html file.")
+        raise InputError(f"{option} {report} is a folder.", hint="Name a file.")
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"--report {report}: the folder {folder} does not exist or is not "
+        raise InputError(f"{option} {report}: the folder {folder} does not exist or is not "
                          "writable.", hint="Name a file in a writable folder.")
     if report.exists() and not os.access(report, os.W_OK):
-        raise InputError(f"--report {report} is not writable.", hint="Name another file.")
+        raise InputError(f"{option} {report} is not writable.", hint="Name another file.")
 
 
 def _announce(plan, options, notes, excluded: int) -> None:
@@ -236,11 +250,11 @@ def _confirm(plan, options, client, yes: bool, notes) -> None:
 
 
 def _manifest_rows(manifest: Path, scene: str | None, scenes: dict, template: str, notes,
-                   keep_profile: bool, skip_bad_rows: bool) -> list:
+                   keep_profile: bool, skip_bad_rows: bool, retry_failed: bool) -> list:
     """The manifest's rows as batch items, every one checked before anything is spent."""
     from runflow_bg.service import manifest as rows
 
-    read = [rows.to_photo(number, values) for number, values in rows.read_rows(manifest)]
+    read = rows.from_manifest(manifest, failed_only=retry_failed)
     good, bad = rows.check_rows(read, scenes, scene, template, notes, keep_profile)
     if bad and not skip_bad_rows:
         rows.refuse_bad_rows(bad, manifest)
@@ -250,9 +264,11 @@ def _manifest_rows(manifest: Path, scene: str | None, scenes: dict, template: st
 
 
 def _record(item, outcome, outcomes: list[dict], view, signed_urls: bool) -> None:
+    from runflow_bg.service.manifest import extra_columns
+
     data = outcome.to_json(signed_urls)
     if item.photo.row:  # a manifest row: its number and its other columns, for matching up
-        data.update({"row": item.photo.row, "columns": dict(item.photo.columns)})
+        data.update({"row": item.photo.row, "columns": extra_columns(item.photo)})
     outcomes.append(data)
     view.on_outcome(data)
 

@@ -31,7 +31,7 @@ class Photo:
     prompt: str | None = None
     name: str | None = None
     metadata: tuple[tuple[str, str], ...] = ()
-    columns: tuple[tuple[str, str], ...] = ()  # other columns, echoed into the results
+    columns: tuple[tuple[str, str], ...] = ()  # the row as given, echoed into the results
 
     @property
     def key(self) -> str:

@@ -19,6 +19,7 @@ from runflow_bg.images import InputFile, PreparedImage
 from runflow_bg.naming import check_template, render
 from runflow_bg.service.collect import Photo
 from runflow_bg.service.inputs import load_image
+from runflow_bg.service.results_file import RESULT_COLUMNS, is_failed
 
 OWN_COLUMNS = frozenset({"photo", "scene", "prompt", "name", "out"})
 METADATA_PREFIX = "metadata."
@@ -54,6 +55,12 @@ def read_rows(path: Path) -> list[tuple[int, dict]]:
             for number, row in enumerate(reader, 2)]
 
 
+def extra_columns(photo: Photo) -> dict:
+    """The row's columns that are not part of its request: echoed into the results."""
+    return {key: value for key, value in photo.columns
+            if key not in OWN_COLUMNS and not key.startswith(METADATA_PREFIX)}
+
+
 def _json_row(line: str) -> dict:
     try:
         value = json.loads(line)
@@ -66,13 +73,23 @@ def _text(value) -> str:
     return "" if value is None else str(value).strip()
 
 
+def from_manifest(path: Path, failed_only: bool) -> list[Photo]:
+    """The manifest's rows as batch items; of an earlier results file, with `failed_only`, only
+    the rows that failed."""
+    rows = read_rows(path)
+    if failed_only and any("status" in values for _, values in rows):
+        rows = [(number, values) for number, values in rows if is_failed(values)]
+    return [to_photo(number, values) for number, values in rows]
+
+
 def to_photo(number: int, values: dict) -> Photo:
-    """The row as a batch item; blank cells fall back to the command-line options."""
+    """The row as a batch item; blank cells fall back to the command-line options; the columns
+    of an earlier results file are left out."""
+    values = {key: value for key, value in values.items() if key not in RESULT_COLUMNS}
     own = {key: _text(values.get(key)) or None for key in OWN_COLUMNS}
     metadata = tuple((key[len(METADATA_PREFIX):], _text(value)) for key, value in values.items()
                      if key.startswith(METADATA_PREFIX) and _text(value))
-    columns = tuple((key, _text(value)) for key, value in values.items()
-                    if key not in OWN_COLUMNS and not key.startswith(METADATA_PREFIX))
+    columns = tuple((key, _text(value)) for key, value in values.items())
     path = Path(own["photo"] or "")
     return Photo(path, os.path.normpath(str(path)), PurePosixPath(own["out"] or ""), named=True,
                  row=number, scene=own["scene"], prompt=own["prompt"], name=own["name"],
