@@ -32,20 +32,20 @@ def batch(*args: str, env: dict, cwd: Path):
 def test_csv_manifest_sends_each_row_with_its_scene_and_metadata(emu, env, tmp_path):
     catalogue(tmp_path)
     (tmp_path / "items.csv").write_text(CSV)
-    result = batch("--manifest", "items.csv", "--name", "{stem}-{scene}.{ext}", "--json",
+    result = batch("--manifest", "items.csv", "--name", "{sku}-{scene}.{ext}", "--json",
                    env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr.decode()
     assert emu.created_run_count == 4
     assert sorted(run["metadata"]["sku"] for run in emu.runs()) == ["L-2", "L-2", "M-1", "M-1"]
     saved = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert saved == ["lamp-beach.webp", "lamp-loft.webp", "mug-beach.webp", "mug-loft.webp"]
+    assert saved == ["L-2-beach.webp", "L-2-loft.webp", "M-1-beach.webp", "M-1-loft.webp"]
     lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
     by_row = {line["row"]: line for line in lines}
     assert sorted(by_row) == [2, 3, 4, 5]
     assert by_row[3]["scene"] == "loft.jpg"
     assert by_row[3]["columns"] == {"sku": "M-1", "batch_note": "second"}
 
-    again = batch("--manifest", "items.csv", "--name", "{stem}-{scene}.{ext}",
+    again = batch("--manifest", "items.csv", "--name", "{sku}-{scene}.{ext}",
                   env=env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr.decode()
     assert emu.created_run_count == 4, "a rerun resumes: nothing is paid twice"
@@ -149,3 +149,42 @@ def test_results_folder_is_checked_before_anything_is_spent(emu, env, tmp_path):
     result = batch("mug.png", "--scene", "beach.jpg", "--results", "missing/r.csv",
                    env=env, cwd=tmp_path)
     assert result.returncode == 4 and emu.requests == []
+
+
+def test_names_from_columns_and_zero_padded_row_numbers(emu, env, tmp_path):
+    catalogue(tmp_path)
+    (tmp_path / "items.csv").write_text("photo,scene,sku,name\n"
+                                        "mug.png,beach.jpg,M/1,\n"
+                                        "lamp.png,beach.jpg,L-2,{sku}.MAIN.{ext}\n")
+    result = batch("--manifest", "items.csv", "--name", "{row:03}-{sku}.{ext}",
+                   env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["002-M_1.webp",
+                                                                   "L-2.MAIN.webp"]
+
+    photos = batch("mug.png", "lamp.png", "--scene", "loft.jpg", "--name", "{row:04}.{ext}",
+                   env=env, cwd=tmp_path)
+    assert photos.returncode == 0, photos.stderr.decode()
+    assert (tmp_path / "out" / "0001.webp").is_file() and (tmp_path / "out" / "0002.webp").is_file()
+
+
+def test_name_fields_the_manifest_lacks_are_refused(emu, env, tmp_path):
+    catalogue(tmp_path)
+    (tmp_path / "items.csv").write_text(CSV)
+    unknown = batch("--manifest", "items.csv", "--name", "{colour}.{ext}", env=env, cwd=tmp_path)
+    assert unknown.returncode == 2 and "{colour}" in unknown.stderr.decode()
+    rows = [{"photo": "mug.png", "scene": "beach.jpg", "sku": "M-1"},
+            {"photo": "lamp.png", "scene": "beach.jpg"}]
+    (tmp_path / "items.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    missing = batch("--manifest", "items.jsonl", "--name", "{sku}.{ext}", env=env, cwd=tmp_path)
+    assert missing.returncode == 4
+    assert "row 2: no value for {sku}" in " ".join(missing.stderr.decode().split())
+    assert emu.requests == []
+
+
+def test_a_single_request_is_row_one():
+    from runflow_bg.naming import bind_fields, check_template, render
+
+    assert render(check_template("{row:03}.{ext}"), stem="a", scene="b", index=0, run_id="r",
+                  ext="png") == "001.png"
+    assert bind_fields("{sku}-{stem}{{x}}.{ext}", {"sku": "a/b"}) == "a_b-{stem}{{x}}.{ext}"

@@ -78,7 +78,7 @@ def batch(
     from runflow_bg.cli.batch_view import BatchView
     from runflow_bg.cli.terminal import PlainReporter
     from runflow_bg.errors import UsageError
-    from runflow_bg.service import collect
+    from runflow_bg.service import collect, manifest as manifest_rows
     from runflow_bg.service.batch import BatchRunner
     from runflow_bg.service.batch_plan import BatchOptions, plan_batch
     from runflow_bg.service.inputs import check_output_dir, load_image
@@ -86,10 +86,12 @@ def batch(
     invocation = ctx.obj
     settings = invocation.settings
     terminal = invocation.terminal.configure(quiet=quiet, verbose=verbose or invocation.debug)
+    rows = manifest_rows.read_rows(manifest) if manifest is not None else []
     request = opt.resolve_common(settings, out=out, name=name, timeout=timeout,
                                  poll_interval=poll_interval, metadata=metadata,
                                  callback_url=callback_url, prompt=prompt, overwrite=overwrite,
-                                 wait=True, use_cache=not no_cache)
+                                 wait=True, use_cache=not no_cache,
+                                 name_columns=frozenset(manifest_rows.column_names(rows)))
     request = with_changes(request, delivery=opt.resolve_delivery(
         settings, terminal, format=format, quality=quality, max_bytes=max_bytes, fill=fill,
                                     size=size, max_side=max_side, fit=fit, pad_color=pad_color,
@@ -118,7 +120,7 @@ def batch(
         check_report_path(results, "--results")
     scenes, excluded = {}, 0
     if manifest is not None:
-        found = _manifest_rows(manifest, scene, scenes, request.name_template, notes,
+        found = _manifest_rows(manifest, rows, scene, scenes, request.name_template, notes,
                                keep_profile, skip_bad_rows, retry_failed)
     journal = invocation.open_journal(local=local, shard=shard_spec)
     try:
@@ -249,15 +251,15 @@ def _confirm(plan, options, client, yes: bool, notes) -> None:
         raise Interrupted("Cancelled; nothing was submitted.")
 
 
-def _manifest_rows(manifest: Path, scene: str | None, scenes: dict, template: str, notes,
-                   keep_profile: bool, skip_bad_rows: bool, retry_failed: bool) -> list:
+def _manifest_rows(manifest: Path, rows: list, scene: str | None, scenes: dict, template: str,
+                   notes, keep_profile: bool, skip_bad_rows: bool, retry_failed: bool) -> list:
     """The manifest's rows as batch items, every one checked before anything is spent."""
-    from runflow_bg.service import manifest as rows
+    from runflow_bg.service.manifest import check_rows, from_manifest, refuse_bad_rows
 
-    read = rows.from_manifest(manifest, failed_only=retry_failed)
-    good, bad = rows.check_rows(read, scenes, scene, template, notes, keep_profile)
+    read = from_manifest(rows, failed_only=retry_failed)
+    good, bad = check_rows(read, scenes, scene, template, notes, keep_profile)
     if bad and not skip_bad_rows:
-        rows.refuse_bad_rows(bad, manifest)
+        refuse_bad_rows(bad, manifest)
     if bad:
         notes.on_notice(f"skipped {len(bad)} bad rows: " + "; ".join(map(str, bad)))
     return good

@@ -19,7 +19,8 @@ from runflow_bg.backdrop import backdrop_problem
 from runflow_bg.errors import InputError, RunflowBgError, UsageError
 from runflow_bg.images import InputFile, PreparedImage, read_input
 from runflow_bg.journal import FAILED, IN_FLIGHT, SUBMITTED, SUCCEEDED, Entry, Journal
-from runflow_bg.naming import check_replaceable, existing_first_output, output_path, render
+from runflow_bg.naming import (bind_fields, check_replaceable, existing_first_output, output_path,
+                               render)
 from runflow_bg.service.collect import Photo
 from runflow_bg.service.inputs import digest, local_source, request_hash
 from runflow_bg.pricing import PUBLISHED_PRICE
@@ -110,11 +111,13 @@ def job_key(options: ReplaceOptions) -> str:
 
 def item_options(options: ReplaceOptions, photo: Photo) -> ReplaceOptions:
     """The item's options: its outputs go to the mirrored folder under the output folder, and a
-    manifest row's own prompt, name and metadata win over the command line's."""
+    manifest row's own prompt, name and metadata win over the command line's, and its {row}
+    and columns are filled into the name."""
     metadata = {**(options.metadata or {}), **dict(photo.metadata)} or None
+    template = bind_fields(photo.name or options.name_template, photo.fields)
     return with_changes(options, out_dir=options.out_dir / photo.folder,
-                        prompt=photo.prompt or options.prompt,
-                        name_template=photo.name or options.name_template, metadata=metadata)
+                        prompt=photo.prompt or options.prompt, name_template=template,
+                        metadata=metadata)
 
 
 def _check_photo(photo: Photo) -> tuple[str, str | None]:

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from runflow_bg.errors import InputError, RunflowBgError, UsageError
 from runflow_bg.images import InputFile, PreparedImage
-from runflow_bg.naming import check_template, render
+from runflow_bg.naming import bind_fields, check_template, render
 from runflow_bg.service.collect import Photo
 from runflow_bg.service.inputs import load_image
 from runflow_bg.service.results_file import RESULT_COLUMNS, is_failed
@@ -73,10 +73,14 @@ def _text(value) -> str:
     return "" if value is None else str(value).strip()
 
 
-def from_manifest(path: Path, failed_only: bool) -> list[Photo]:
+def column_names(rows: list[tuple[int, dict]]) -> set[str]:
+    """The manifest's columns, fields for --name."""
+    return {key for _, values in rows for key in values if key not in RESULT_COLUMNS}
+
+
+def from_manifest(rows: list[tuple[int, dict]], failed_only: bool) -> list[Photo]:
     """The manifest's rows as batch items; of an earlier results file, with `failed_only`, only
     the rows that failed."""
-    rows = read_rows(path)
     if failed_only and any("status" in values for _, values in rows):
         rows = [(number, values) for number, values in rows if is_failed(values)]
     return [to_photo(number, values) for number, values in rows]
@@ -104,8 +108,9 @@ def check_rows(photos: list[Photo], scenes: Scenes, default_scene: str | None, t
     for photo in photos:
         try:
             scene = _check_row(photo, scenes, default_scene, reporter, keep_profile)
-            target = str(photo.folder / render(photo.name or template, stem=photo.path.stem,
-                                               scene=scene.stem, index=0, run_id="run", ext="ext"))
+            own = bind_fields(photo.name or template, photo.fields)
+            target = str(photo.folder / render(own, stem=photo.path.stem, scene=scene.stem,
+                                               index=0, run_id="run", ext="ext"))
         except RunflowBgError as exc:
             bad.append(BadRow(photo.row, exc.message))
             continue
@@ -125,7 +130,7 @@ def _check_row(photo: Photo, scenes: Scenes, default_scene: str | None, reporter
     if folder.is_absolute() or ".." in folder.parts:
         raise UsageError(f"out {folder} must stay inside the output folder")
     if photo.name is not None:
-        check_template(photo.name)
+        check_template(photo.name, {key for key, _ in photo.columns})
     load_image(photo.display, None, reporter, keep_profile=keep_profile)
     name = photo.scene or default_scene
     if name is None:
