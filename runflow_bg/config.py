@@ -327,10 +327,10 @@ class Settings:
     def out_dir(self, flag: Path | None) -> Path:
         return Path(flag or self.setting("out") or ".")
 
-    def name_template(self, flag: str | None) -> str:
+    def name_template(self, flag: str | None, columns: frozenset[str] = frozenset()) -> str:
         from runflow_bg.naming import DEFAULT_TEMPLATE, check_template
 
-        return check_template(flag) if flag else self.setting("name") or DEFAULT_TEMPLATE
+        return check_template(flag, columns) if flag else self.setting("name") or DEFAULT_TEMPLATE
 
     def wait_timeout(self, flag: str | None) -> str:
         return flag or self.setting("timeout") or DEFAULT_WAIT

@@ -11,7 +11,8 @@ from pathlib import Path
 from runflow_bg.errors import InputError, UsageError
 
 DEFAULT_TEMPLATE = "{stem}-bg{n}.{ext}"
-FIELDS = frozenset({"stem", "scene", "n", "run", "ext"})
+FIELDS = frozenset({"stem", "scene", "n", "run", "ext", "row"})
+_RENDERED = FIELDS - {"row"}  # filled in by `render`; {row} and columns by `bind_fields`
 OUTPUT_EXTENSIONS = ("webp", "png", "jpg", "jpeg", "bin")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f/\\:*?\"<>|]")
 _MAX_COMPONENT = 120
@@ -25,19 +26,48 @@ def safe_component(text: str, fallback: str = "output") -> str:
     return text or fallback
 
 
-def check_template(template: str) -> str:
-    """Refuse templates with unknown fields or that leave the output folder."""
+def check_template(template: str, columns: frozenset[str] | set[str] = frozenset()) -> str:
+    """Refuse templates with unknown fields or that leave the output folder; a manifest's
+    `columns` are fields too."""
     try:
         fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:
         raise UsageError(f"Invalid --name {template!r}: {exc}.") from None
-    unknown = fields - FIELDS
+    unknown = fields - FIELDS - set(columns)
     if unknown:
         raise UsageError(f"Invalid --name {template!r}: unknown field {{{sorted(unknown)[0]}}}.",
-                         hint="Fields: {stem}, {scene}, {n}, {run}, {ext}.")
+                         hint="Fields: {stem}, {scene}, {n}, {run}, {ext}, {row}, and with "
+                              "--manifest its columns.")
+    try:
+        bind_fields(template, {"row": 1, **{column: "x" for column in columns}})
+    except InputError as exc:
+        raise UsageError(f"Invalid --name {template!r}: {exc.message}.") from None
     if Path(template).is_absolute() or ".." in Path(template).parts:
         raise UsageError(f"Invalid --name {template!r}: it must stay inside the output folder.")
     return template
+
+
+def bind_fields(template: str, values: dict) -> str:
+    """The template with an item's own fields filled in ({row}, a manifest row's columns), each
+    value made a safe file-name component; the fields `render` fills are left as they are."""
+    parts = []
+    for literal, name, spec, conversion in string.Formatter().parse(template):
+        parts.append(literal.replace("{", "{{").replace("}", "}}"))
+        if name is None:
+            continue
+        if name in _RENDERED:
+            parts.append("{" + name + (f"!{conversion}" if conversion else "")
+                         + (f":{spec}" if spec else "") + "}")
+            continue
+        if name not in values:
+            raise InputError(f"no value for {{{name}}} in --name")
+        value = values[name]
+        try:
+            text = format(value if isinstance(value, int) else safe_component(value), spec)
+        except ValueError:
+            raise InputError(f"{{{name}:{spec}}} does not fit the value {value!r}") from None
+        parts.append(safe_component(text).replace("{", "{{").replace("}", "}}"))
+    return "".join(parts)
 
 
 def render(template: str, *, stem: str, scene: str, index: int, run_id: str, ext: str) -> str:
@@ -48,6 +78,7 @@ def render(template: str, *, stem: str, scene: str, index: int, run_id: str, ext
         "n": "" if index == 0 else f"-{index + 1}",
         "run": safe_component(run_id, "run"),
         "ext": safe_component(ext, "bin"),
+        "row": 1,  # a single request; a batch's items have theirs bound by `bind_fields`
     }
     parts = [safe_component(part) for part in template.format(**values).split("/") if part]
     return "/".join(parts) or f"{values['stem']}-bg.{values['ext']}"

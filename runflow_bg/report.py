@@ -97,11 +97,18 @@ def _delivered(path: str | None, preset) -> tuple[str, str]:
     return cell, f'<td class="fail">fails {html.escape(preset.name)}:<br>{lines}</td>'
 
 
-def write_report(path: Path, scene: str, outcomes: list[dict], title: str = "runflow-bg batch",
-                 preset=None) -> None:
-    """Write the contact sheet for `outcomes` (the JSON shapes of the batch's items)."""
+def _scene_cell(cells: dict, scene: str | None, folder: Path) -> str:
+    if scene not in cells:
+        cells[scene] = thumbnail(scene, folder)
+    return cells[scene]
+
+
+def write_report(path: Path, scene: str | None, outcomes: list[dict],
+                 title: str = "runflow-bg batch", preset=None) -> None:
+    """Write the contact sheet for `outcomes` (the JSON shapes of the batch's items); each
+    item's own scene is shown, as a catalogue's rows may each have one."""
     folder = path.parent
-    scene_cell = thumbnail(scene, folder)
+    scene_cells: dict[str | None, str] = {}
     rows, counts, total_bytes, passing = [], {}, 0, 0
     for outcome in outcomes:
         state = _state(outcome)
@@ -118,7 +125,7 @@ def write_report(path: Path, scene: str, outcomes: list[dict], title: str = "run
         rows.append(
             "<tr>"
             f"<td>{thumbnail(outcome['photo'], folder)}<code>{html.escape(outcome['photo'])}</code></td>"
-            f"<td>{scene_cell}</td>"
+            f"<td>{_scene_cell(scene_cells, outcome.get('scene') or scene, folder)}</td>"
             f"<td>{thumbnail(result, folder)}<code>{html.escape(result or '')}</code></td>"
             f"{delivered}{verdict}"
             f'<td class="{state}">{state}<br>{detail}</td>'

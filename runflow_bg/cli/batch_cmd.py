@@ -15,9 +15,16 @@ HELP = "Replace the background of many photos with one scene; resumable, paid on
 
 def batch(
     ctx: typer.Context,
-    photos: List[str] = typer.Argument(..., metavar="PHOTO",
-                                       help="Photos: files, folders (recursed) or quoted globs."),
-    scene: str = typer.Option(..., "--scene", metavar="SCENE", help="The scene image for every photo."),
+    photos: Optional[List[str]] = typer.Argument(
+        None, metavar="[PHOTO]...", help="Photos: files, folders (recursed) or quoted globs."),
+    scene: Optional[str] = typer.Option(None, "--scene", metavar="SCENE",
+                                        help="The scene image (for rows without their own)."),
+    manifest: Optional[Path] = typer.Option(
+        None, "--manifest", metavar="FILE",
+        help="A .csv or .jsonl catalogue: one request per row (photo, scene, prompt, name, out, "
+             "metadata.KEY)."),
+    skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows",
+                                       help="Submit a manifest's good rows even if some are bad."),
     prompt: Optional[str] = opt.PROMPT,
     out: Optional[Path] = opt.OUT,
     name: Optional[str] = opt.NAME,
@@ -33,6 +40,10 @@ def batch(
                                       help="Submit again the items whose runs failed."),
     report: Optional[Path] = typer.Option(None, "--report", metavar="FILE.html",
                                           help="Write a contact sheet of photo, scene and result."),
+    results: Optional[Path] = typer.Option(
+        None, "--results", metavar="FILE",
+        help="Write each row's status, run, cost and outputs (.csv or .jsonl); "
+             "usable as the next --manifest."),
     format: Optional[str] = opt.FORMAT,
     quality: Optional[int] = opt.QUALITY,
     max_bytes: Optional[str] = opt.MAX_BYTES,
@@ -67,7 +78,7 @@ def batch(
     from runflow_bg.cli.batch_view import BatchView
     from runflow_bg.cli.terminal import PlainReporter
     from runflow_bg.errors import UsageError
-    from runflow_bg.service import collect
+    from runflow_bg.service import collect, manifest as manifest_rows
     from runflow_bg.service.batch import BatchRunner
     from runflow_bg.service.batch_plan import BatchOptions, plan_batch
     from runflow_bg.service.inputs import check_output_dir, load_image
@@ -75,10 +86,12 @@ def batch(
     invocation = ctx.obj
     settings = invocation.settings
     terminal = invocation.terminal.configure(quiet=quiet, verbose=verbose or invocation.debug)
+    rows = manifest_rows.read_rows(manifest) if manifest is not None else []
     request = opt.resolve_common(settings, out=out, name=name, timeout=timeout,
                                  poll_interval=poll_interval, metadata=metadata,
                                  callback_url=callback_url, prompt=prompt, overwrite=overwrite,
-                                 wait=True, use_cache=not no_cache)
+                                 wait=True, use_cache=not no_cache,
+                                 name_columns=frozenset(manifest_rows.column_names(rows)))
     request = with_changes(request, delivery=opt.resolve_delivery(settings, terminal, locals()))
     options = BatchOptions(request, concurrency=settings.concurrency(concurrency),
                            budget=None if local else _budget(max_cost),
@@ -87,20 +100,35 @@ def batch(
                            price=invocation.price(local=local).amount)
     shard_spec = collect.parse_shard(shard)
     notes = PlainReporter(terminal)
-    scene_image, scene_source = load_image(scene, None, notes, keep_profile=keep_profile)
+    if bool(photos) == bool(manifest):
+        raise UsageError("Give photos or --manifest, not both nor neither.")
+    if scene is None and manifest is None:
+        raise UsageError("Missing option '--scene'.")
+    scene_image, scene_source = (load_image(scene, None, notes, keep_profile=keep_profile)
+                                 if scene is not None else (None, None))
     opt.warn_if_file_like(terminal, request.out_dir)
     check_output_dir(request.out_dir, create=not dry_run)
     if report is not None:
         check_report_path(report)
+    if results is not None:
+        from runflow_bg.service.results_file import check_format
+
+        check_format(results)
+        check_report_path(results, "--results")
+    scenes, excluded = {}, 0
+    if manifest is not None:
+        found = _manifest_rows(manifest, rows, scene, scenes, request.name_template, notes,
+                               keep_profile, skip_bad_rows, retry_failed)
     journal = invocation.open_journal(local=local, shard=shard_spec)
     try:
-        found, excluded = collect.collect_photos(photos, Path.cwd()), 0
-        if not include_outputs:
+        if manifest is None:
+            found = collect.collect_photos(photos, Path.cwd())
+        if manifest is None and not include_outputs:
             found, excluded = collect.drop_earlier_outputs(
                 found, journal.recorded_outputs(), request.out_dir, request.name_template,
                 scene_image.stem)
         plan = plan_batch(collect.take_shard(found, shard_spec), scene_image, scene_source,
-                          journal, options)
+                          journal, options, scenes)
         _announce(plan, options, notes, excluded)
         if dry_run:
             _estimate(plan, options, notes)
@@ -122,8 +150,8 @@ def batch(
             view.start()
             outcomes: list[dict] = []
             runner = BatchRunner(plan, client, journal, options, view,
-                                 on_outcome=lambda item, outcome: _record(outcome, outcomes, view,
-                                                                          signed_urls))
+                                 on_outcome=lambda item, outcome: _record(item, outcome, outcomes,
+                                                                          view, signed_urls))
             view.in_flight = runner.in_flight_count
             terminal.when_stdout_closes(client.clock.stop)  # `| head`: submit nothing more
             try:
@@ -132,6 +160,11 @@ def batch(
                 view.close()
     finally:
         journal.close()
+    if results is not None:
+        from runflow_bg.service.results_file import result_row, write_results
+
+        write_results(results, [result_row(item.photo, item.outcome.to_json())
+                                for item in plan.items if item.outcome is not None])
     _finish(invocation, result, outcomes, scene, report, request.delivery.preset)
 
 
@@ -152,20 +185,20 @@ def _budget(max_cost: str | None):
     return budget
 
 
-def check_report_path(report: Path) -> None:
-    """The report can be written: refused before anything is spent, not after."""
+def check_report_path(report: Path, option: str = "--report") -> None:
+    """The report (or results file) can be written: refused before anything is spent, not after."""
     import os
 
     from runflow_bg.errors import InputError
 
     folder = report.parent if str(report.parent) else Path(".")
     if report.is_dir():
-        raise InputError(f"--report {report} is a folder.", hint="Name an .html file.")
+        raise InputError(f"{option} {report} is a folder.", hint="Name a file.")
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"--report {report}: the folder {folder} does not exist or is not "
+        raise InputError(f"{option} {report}: the folder {folder} does not exist or is not "
                          "writable.", hint="Name a file in a writable folder.")
     if report.exists() and not os.access(report, os.W_OK):
-        raise InputError(f"--report {report} is not writable.", hint="Name another file.")
+        raise InputError(f"{option} {report} is not writable.", hint="Name another file.")
 
 
 def _announce(plan, options, notes, excluded: int) -> None:
@@ -215,8 +248,26 @@ def _confirm(plan, options, client, yes: bool, notes) -> None:
         raise Interrupted("Cancelled; nothing was submitted.")
 
 
-def _record(outcome, outcomes: list[dict], view, signed_urls: bool) -> None:
+def _manifest_rows(manifest: Path, rows: list, scene: str | None, scenes: dict, template: str,
+                   notes, keep_profile: bool, skip_bad_rows: bool, retry_failed: bool) -> list:
+    """The manifest's rows as batch items, every one checked before anything is spent."""
+    from runflow_bg.service.manifest import check_rows, from_manifest, refuse_bad_rows
+
+    read = from_manifest(rows, failed_only=retry_failed)
+    good, bad = check_rows(read, scenes, scene, template, notes, keep_profile)
+    if bad and not skip_bad_rows:
+        refuse_bad_rows(bad, manifest)
+    if bad:
+        notes.on_notice(f"skipped {len(bad)} bad rows: " + "; ".join(map(str, bad)))
+    return good
+
+
+def _record(item, outcome, outcomes: list[dict], view, signed_urls: bool) -> None:
+    from runflow_bg.service.manifest import extra_columns
+
     data = outcome.to_json(signed_urls)
+    if item.photo.row:  # a manifest row: its number and its other columns, for matching up
+        data.update({"row": item.photo.row, "columns": extra_columns(item.photo)})
     outcomes.append(data)
     view.on_outcome(data)
 

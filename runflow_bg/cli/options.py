@@ -165,9 +165,10 @@ def warn_if_file_like(terminal, out_dir: Path) -> None:
 
 def resolve_common(settings, *, out: Path | None, name: str | None, timeout: str | None,
                    poll_interval: str | None, metadata: list[str], callback_url: str | None,
-                   prompt: str | None, overwrite: bool, wait: bool,
-                   use_cache: bool) -> ReplaceOptions:
-    """Flags first, then the config file, then defaults (`settings` is the invocation's)."""
+                   prompt: str | None, overwrite: bool, wait: bool, use_cache: bool,
+                   name_columns: frozenset[str] = frozenset()) -> ReplaceOptions:
+    """Flags first, then the config file, then defaults (`settings` is the invocation's);
+    `name_columns` are a manifest's columns, usable in --name."""
     from runflow_bg.errors import UsageError
     from runflow_bg.polling import PollSchedule
     from runflow_bg.service.replace import ReplaceOptions
@@ -180,7 +181,7 @@ def resolve_common(settings, *, out: Path | None, name: str | None, timeout: str
     return ReplaceOptions(
         out_dir=settings.out_dir(out),
         prompt=prompt or None,
-        name_template=settings.name_template(name),
+        name_template=settings.name_template(name, name_columns),
         overwrite=overwrite,
         wait=wait,
         timeout=_duration(settings.wait_timeout(timeout), "--timeout"),

@@ -140,13 +140,13 @@ class BatchRunner:
             return len(self._in_flight)
 
     def _outcome(self, item: Item, **fields) -> Outcome:
-        return Outcome(photo=item.photo.display, scene=self.plan.scene.name,
-                       prompt=self.options.request.prompt, **fields)
+        return Outcome(photo=item.photo.display, scene=self.plan.scene_of(item.photo)[0].name,
+                       prompt=item_options(self.options.request, item.photo).prompt, **fields)
 
     def _request(self, item: Item) -> Request:
         options = item_options(self.options.request, item.photo)
         return Request(content_hash=item.content_hash, job=self.plan.job, item=item.photo.key,
-                       photo=item.photo.display, scene=self.plan.scene.name,
+                       photo=item.photo.display, scene=self.plan.scene_of(item.photo)[0].name,
                        prompt=options.prompt, out_dir=str(options.out_dir),
                        name_template=options.name_template)
 
@@ -154,8 +154,9 @@ class BatchRunner:
         """Submit (or resume) the item's run, wait for it and save its outputs."""
         options = item_options(self.options.request, item.photo)
         reporter = _ItemReporter(self.reporter, item.photo.display)
-        inputs = local_inputs(item.photo.display, self.plan.scene, self.plan.scene_source, None,
-                              reporter, keep_profile=self.options.keep_profile)
+        scene, scene_source = self.plan.scene_of(item.photo)
+        inputs = local_inputs(item.photo.display, scene, scene_source, None, reporter,
+                              keep_profile=self.options.keep_profile)
         reserved = []
 
         def before_create() -> None:
@@ -212,7 +213,7 @@ class BatchRunner:
         while not leader.finished.wait(0.1):
             if self.clock.stopped:
                 raise Interrupted("Interrupted.")
-        inputs = Inputs.unread(item.photo.display, self.plan.scene.name)
+        inputs = Inputs.unread(item.photo.display, self.plan.scene_of(item.photo)[0].name)
         done = leader.outcome
         if done is None or done.error is not None or done.run is None:
             raise InputError(f"{item.photo.display} has the same content as {leader.photo.display}, "
@@ -237,7 +238,7 @@ class BatchRunner:
             return self._outcome(item, client_ref=entry.client_ref, run=failed, error=error)
         if item.action is Action.CACHED:
             options = item_options(self.options.request, item.photo)
-            inputs = Inputs.unread(item.photo.display, self.plan.scene.name)
+            inputs = Inputs.unread(item.photo.display, self.plan.scene_of(item.photo)[0].name)
             saved = copy_outputs(list(entry.outputs), entry.run_id or "run", inputs, options,
                                  self.reporter)
             return self._outcome(item, client_ref=entry.client_ref, run=run, saved=saved,

@@ -19,7 +19,8 @@ from runflow_bg.backdrop import backdrop_problem
 from runflow_bg.errors import InputError, RunflowBgError, UsageError
 from runflow_bg.images import InputFile, PreparedImage, read_input
 from runflow_bg.journal import FAILED, IN_FLIGHT, SUBMITTED, SUCCEEDED, Entry, Journal
-from runflow_bg.naming import check_replaceable, existing_first_output, output_path, render
+from runflow_bg.naming import (bind_fields, check_replaceable, existing_first_output, output_path,
+                               render)
 from runflow_bg.service.collect import Photo
 from runflow_bg.service.inputs import digest, local_source, request_hash
 from runflow_bg.pricing import PUBLISHED_PRICE
@@ -72,9 +73,16 @@ class BatchOptions:
 class Plan:
     price: Decimal
     job: str
-    scene: PreparedImage
-    scene_source: InputFile
+    scene: PreparedImage | None  # --scene; manifest rows may name their own
+    scene_source: InputFile | None
     items: list[Item]
+    scenes: dict[str, tuple[PreparedImage, InputFile]] = field(default_factory=dict)
+
+    def scene_of(self, photo: Photo) -> tuple[PreparedImage, InputFile]:
+        if photo.scene:
+            return self.scenes[photo.scene]
+        assert self.scene is not None and self.scene_source is not None
+        return self.scene, self.scene_source
 
     def count(self, *actions: Action) -> int:
         return sum(1 for item in self.items if item.action in actions)
@@ -102,8 +110,14 @@ def job_key(options: ReplaceOptions) -> str:
 
 
 def item_options(options: ReplaceOptions, photo: Photo) -> ReplaceOptions:
-    """The item's options: its outputs go to the mirrored folder under the output folder."""
-    return with_changes(options, out_dir=options.out_dir / photo.folder)
+    """The item's options: its outputs go to the mirrored folder under the output folder, and a
+    manifest row's own prompt, name and metadata win over the command line's, and its {row}
+    and columns are filled into the name."""
+    metadata = {**(options.metadata or {}), **dict(photo.metadata)} or None
+    template = bind_fields(photo.name or options.name_template, photo.fields)
+    return with_changes(options, out_dir=options.out_dir / photo.folder,
+                        prompt=photo.prompt or options.prompt, name_template=template,
+                        metadata=metadata)
 
 
 def _check_photo(photo: Photo) -> tuple[str, str | None]:
@@ -127,7 +141,7 @@ def _check_photo(photo: Photo) -> tuple[str, str | None]:
 
 def _plan_item(photo: Photo, scene: PreparedImage, scene_digest: str, journal: Journal,
                job: str, options: BatchOptions) -> Item:
-    request = options.request
+    request = item_options(options.request, photo)
     try:
         photo_digest, problem = _check_photo(photo)
     except InputError as exc:
@@ -142,7 +156,7 @@ def _plan_item(photo: Photo, scene: PreparedImage, scene_digest: str, journal: J
 def _decide(photo: Photo, scene: PreparedImage, content_hash: str, journal: Journal, job: str,
             options: BatchOptions) -> Item:
     """What the photo needs, given what the journal and the output folder say."""
-    request = options.request
+    request = item_options(options.request, photo)
     entry = journal.latest_for_item(job, photo.key)
     if entry is not None and entry.content_hash == content_hash:
         if entry.status == SUCCEEDED and all(Path(p).is_file() for p in entry.outputs):
@@ -151,9 +165,9 @@ def _decide(photo: Photo, scene: PreparedImage, content_hash: str, journal: Jour
             return Item(photo, Action.RESUME, content_hash, entry)
         if entry.status == FAILED and not options.retry_failed:
             return Item(photo, Action.FAILED, content_hash, entry)
-    out_dir = item_options(request, photo).out_dir
+    out_dir = request.out_dir
     try:
-        output_path(request.out_dir, str(photo.folder / render(
+        output_path(options.request.out_dir, str(photo.folder / render(
             request.name_template, stem=photo.path.stem, scene=scene.stem, index=0, run_id="run",
             ext="webp")))
     except InputError as exc:
@@ -174,13 +188,14 @@ def _decide(photo: Photo, scene: PreparedImage, content_hash: str, journal: Jour
     return Item(photo, Action.SUBMIT, content_hash, entry)
 
 
-def _refuse_shared_outputs(photos: list[Photo], request: ReplaceOptions, scene_stem: str) -> None:
+def _refuse_shared_outputs(photos: list[Photo], request: ReplaceOptions, plan: Plan) -> None:
     """Two items whose --name gives the same file would pay twice for one file: refuse first."""
     seen: dict[str, Photo] = {}
     for photo in photos:
-        name = render(request.name_template, stem=photo.path.stem, scene=scene_stem, index=0,
-                      run_id="run", ext="ext")
-        key = str(item_options(request, photo).out_dir / name)
+        options = item_options(request, photo)
+        name = render(options.name_template, stem=photo.path.stem,
+                      scene=plan.scene_of(photo)[0].stem, index=0, run_id="run", ext="ext")
+        key = str(options.out_dir / name)
         other = seen.setdefault(key, photo)
         if other is not photo:
             raise UsageError(f"{other.display} and {photo.display} would both be saved as "
@@ -188,13 +203,16 @@ def _refuse_shared_outputs(photos: list[Photo], request: ReplaceOptions, scene_s
                              hint="Put {stem} in --name, or give them different folders.")
 
 
-def plan_batch(photos: list[Photo], scene: PreparedImage, scene_source: InputFile,
-               journal: Journal, options: BatchOptions) -> Plan:
-    """Decide, locally and for free, what each photo needs."""
-    job = job_key(options.request)
-    scene_digest = digest(scene_source.data)
-    _refuse_shared_outputs(photos, options.request, scene.stem)
-    items = [_plan_item(photo, scene, scene_digest, journal, job, options) for photo in photos]
+def plan_batch(photos: list[Photo], scene: PreparedImage | None, scene_source: InputFile | None,
+               journal: Journal, options: BatchOptions, scenes: dict | None = None) -> Plan:
+    """Decide, locally and for free, what each photo needs; `scenes` are the manifest's own."""
+    plan = Plan(options.price, job_key(options.request), scene, scene_source, [], scenes or {})
+    _refuse_shared_outputs(photos, options.request, plan)
+    for photo in photos:
+        prepared, source = plan.scene_of(photo)
+        plan.items.append(_plan_item(photo, prepared, digest(source.data), journal, plan.job,
+                                     options))
+    items = plan.items
     warned = [item.warning for item in items if item.warning and item.action in SPENDING]
     if warned and options.strict_inputs:
         raise InputError(f"{len(warned)} photos may come back useless: " + "; ".join(warned[:5])
@@ -207,4 +225,4 @@ def plan_batch(photos: list[Photo], scene: PreparedImage, scene_source: InputFil
             leader = leaders.setdefault(item.content_hash, item)
             if leader is not item and item.action is Action.SUBMIT:
                 item.action, item.leader = Action.FOLLOW, leader
-    return Plan(options.price, job, scene, scene_source, items)
+    return plan

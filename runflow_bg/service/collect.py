@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as with_changes
 from pathlib import Path, PurePosixPath
 
 from runflow_bg.errors import UsageError
 from runflow_bg.images import IMAGE_SUFFIXES
-from runflow_bg.naming import OUTPUT_EXTENSIONS, render
+from runflow_bg.naming import FIELDS, OUTPUT_EXTENSIONS, bind_fields, render
 
 _GLOB_MAGIC = frozenset("*?[")
 
@@ -26,11 +26,28 @@ class Photo:
     display: str
     folder: PurePosixPath
     named: bool = False  # given by its own name, not found in a folder or by a glob
+    row: int = 0  # its manifest row; the fields below are that row's own choices
+    scene: str | None = None
+    prompt: str | None = None
+    name: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    columns: tuple[tuple[str, str], ...] = ()  # the row as given, echoed into the results
+    position: int = 0  # 1-based place among the photos named on the command line
 
     @property
     def key(self) -> str:
-        """Identifies the item across runs of the same command: its mirrored location."""
+        """Identifies the item across runs of the same command: its mirrored location, or for a
+        manifest row what the request is made of, so a reordered manifest still resumes."""
+        if self.row:
+            return "\0".join((self.display, self.scene or "", self.prompt or "", self.name or "",
+                               str(self.folder)))
         return str(self.folder / self.path.stem)
+
+    @property
+    def fields(self) -> dict:
+        """Values for --name beyond the photo's own: {row} and a manifest row's columns."""
+        columns = {key: value for key, value in self.columns if key not in FIELDS}
+        return {**columns, "row": self.row or self.position}
 
 
 def _resolve(path: Path) -> Path:
@@ -97,7 +114,8 @@ def collect_photos(args: list[str], cwd: Path) -> list[Photo]:
                 raise UsageError(f"No photo matches {arg!r}.")
         else:
             add(path, path.parent, named=True)
-    ordered = sorted(photos.values(), key=lambda photo: photo.display)
+    ordered = [with_changes(photo, position=number) for number, photo in
+               enumerate(sorted(photos.values(), key=lambda photo: photo.display), 1)]
     _refuse_collisions(ordered)
     return ordered
 
@@ -126,8 +144,8 @@ def drop_earlier_outputs(photos: list[Photo], recorded: set[str], out_dir: Path,
     for photo in photos:
         folder = root / photo.folder
         for ext in OUTPUT_EXTENSIONS:
-            name = render(template, stem=photo.path.stem, scene=scene_stem, index=0,
-                          run_id="run", ext=ext)
+            name = render(bind_fields(template, photo.fields), stem=photo.path.stem,
+                          scene=scene_stem, index=0, run_id="run", ext=ext)
             would_be_outputs.add(folder / name)
     kept = []
     for photo in photos:
