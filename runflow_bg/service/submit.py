@@ -20,7 +20,7 @@ from runflow_bg.models import Run
 from runflow_bg.progress import Reporter, human_size
 from runflow_bg.service.inputs import MODEL, Inputs
 
-OWNER_POLL_SECONDS = 0.5
+OWNER_POLL_SECONDS = 0.2  # a local SQLite read: cheap, and the wait ends sooner
 
 
 @dataclass(frozen=True)
