@@ -302,18 +302,21 @@ def test_chunked_request_bodies_are_read(emu, api):
 # -- runs ------------------------------------------------------------------------------------
 
 def test_run_goes_queued_dispatching_running_succeeded_and_its_output_downloads():
-    with Emulator(api_key=KEY, run_seconds=0.6) as slow, \
+    with Emulator(api_key=KEY, run_seconds=1.5) as slow, \
             httpx.Client(base_url=f"{slow.base_url}/v1", headers=AUTH, timeout=5, verify=TLS) as api:
         created = create(api, upload(api, sample_zip())["url"], metadata={"sku": "A1"}, client_ref="ref-1")
         assert created.keys() == RUN_FIELDS and created["status_code"] == "queued"
         assert created["output"] is None and created["cost"] == "0.35"
         assert created["target_type"] == "model" and created["model_id"] and created["node_runs"] == []
         assert created["created_at"].endswith("Z") and created["flow_id"] is None
-        assert statuses_seen(api, created["id"]) == ["queued", "dispatching", "running", "succeeded"]
+        lifecycle = ["queued", "dispatching", "running", "succeeded"]
+        seen = statuses_seen(api, created["id"])  # "queued" may pass before the first read
+        assert seen == [status for status in lifecycle if status in seen]
+        assert set(lifecycle[1:]) <= set(seen)
         done = api.get(f"/runs/{created['id']}").json()
         assert done.keys() == RUN_FIELDS and done["model_id"] == created["model_id"]
         assert done["metadata"] == {"sku": "A1"} and done["client_ref"] == "ref-1"
-        assert done["duration_ms"] >= 600 and done["completed_at"].endswith("Z")
+        assert done["duration_ms"] >= 1500 and done["completed_at"].endswith("Z")
         assert done["failure_code"] is None and done["failure_stage_code"] is None
         [url] = done["output"]["image_urls"]
         assert url.startswith(f"{slow.base_url}/files/outputs/{created['id']}/1.webp?sig=")
