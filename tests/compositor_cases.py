@@ -9,11 +9,11 @@ shadow's true opacity.
 from __future__ import annotations
 
 import io
-import zipfile
 from typing import Callable, NamedTuple
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageStat
 
+from helpers import zip_bytes as zip_of
 from runflow_bg.emulator.compositor import composite, subject_mask
 
 SIZE = (480, 360)
@@ -195,14 +195,6 @@ def warm_scene(size: tuple[int, int] = SIZE) -> Image.Image:
 def encoded(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
     out = io.BytesIO()
     image.save(out, fmt, **options)
-    return out.getvalue()
-
-
-def zip_of(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
     return out.getvalue()
 
 

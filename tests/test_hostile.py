@@ -11,15 +11,12 @@ import json
 import os
 import pty
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
