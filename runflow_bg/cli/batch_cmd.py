@@ -75,6 +75,8 @@ def batch(
     """Replace the background of many photos with one scene; resumable, paid once per photo."""
     from dataclasses import replace as with_changes
 
+    from runflow_bg.choices import (DeliveryChoice, file_like_warning, is_file_like,
+                                    resolve_delivery, resolve_request)
     from runflow_bg.cli.batch_view import BatchView
     from runflow_bg.cli.terminal import PlainReporter
     from runflow_bg.errors import UsageError
@@ -87,12 +89,12 @@ def batch(
     settings = invocation.settings
     terminal = invocation.terminal.configure(quiet=quiet, verbose=verbose or invocation.debug)
     rows = manifest_rows.read_rows(manifest) if manifest is not None else []
-    request = opt.resolve_common(settings, out=out, name=name, timeout=timeout,
-                                 poll_interval=poll_interval, metadata=metadata,
-                                 callback_url=callback_url, prompt=prompt, overwrite=overwrite,
-                                 wait=True, use_cache=not no_cache,
-                                 name_columns=frozenset(manifest_rows.column_names(rows)))
-    request = with_changes(request, delivery=opt.resolve_delivery(settings, terminal, locals()))
+    delivery = resolve_delivery(settings, DeliveryChoice.from_flags(locals()), terminal.note)
+    request = resolve_request(settings, out=out, name=name, timeout=timeout,
+                              poll_interval=poll_interval, metadata=metadata,
+                              callback_url=callback_url, prompt=prompt, overwrite=overwrite,
+                              wait=True, use_cache=not no_cache, delivery=delivery,
+                              name_columns=frozenset(manifest_rows.column_names(rows)))
     options = BatchOptions(request, concurrency=settings.concurrency(concurrency),
                            budget=None if local else _budget(max_cost),
                            retry_failed=retry_failed, local=local, keep_profile=keep_profile,
@@ -106,7 +108,8 @@ def batch(
         raise UsageError("Missing option '--scene'.")
     scene_image, scene_source = (load_image(scene, None, notes, keep_profile=keep_profile)
                                  if scene is not None else (None, None))
-    opt.warn_if_file_like(terminal, request.out_dir)
+    if is_file_like(request.out_dir):
+        terminal.note(file_like_warning(request.out_dir))
     check_output_dir(request.out_dir, create=not dry_run)
     if report is not None:
         check_report_path(report)

@@ -56,72 +56,39 @@ def replace(
                                             help="With --zip-url: the scene's member name."),
 ) -> None:
     """Replace the background of PHOTO with SCENE: pack, upload, run, wait, download."""
-    from dataclasses import replace as with_changes
-
+    from runflow_bg.choices import DeliveryChoice
     from runflow_bg.errors import RunflowBgError
-    from runflow_bg.service import inputs as checks
-    from runflow_bg.service.replace import check_outputs, dry_run_summary, replace as run_replace
     from runflow_bg.service.results import Outcome
 
     invocation = ctx.obj
     terminal = invocation.terminal.configure(quiet=quiet, verbose=verbose or invocation.debug)
-    settings = opt.resolve_common(invocation.settings, out=out, name=name, timeout=timeout,
-                                  poll_interval=poll_interval, metadata=metadata,
-                                  callback_url=callback_url, prompt=prompt, overwrite=overwrite,
-                                  wait=not no_wait, use_cache=not no_cache)
-    delivery = opt.resolve_delivery(invocation.settings, terminal, locals())
-    settings = with_changes(settings, delivery=delivery)
     reporter = terminal.reporter()
-    inputs = outcome = None
+    stdin = sys.stdin.buffer if "-" in (photo, scene) else None
+    request = dict(zip_url=zip_url, image=image, reference=reference, out=out, prompt=prompt,
+                   name=name, overwrite=overwrite, wait=not no_wait, timeout=timeout,
+                   poll_interval=poll_interval, callback_url=callback_url, metadata=metadata,
+                   use_cache=not no_cache, local=local, keep_profile=keep_profile,
+                   strict_inputs=strict_inputs, delivery=DeliveryChoice.from_flags(locals()),
+                   stdin=stdin, on_progress=reporter)
     try:
-        inputs = _inputs(photo, scene, zip_url, image, reference, reporter, keep_profile,
-                         strict_inputs)
-        opt.warn_if_file_like(terminal, settings.out_dir)
-        checks.check_output_dir(settings.out_dir, create=not dry_run)
         if dry_run:
-            journal = invocation.open_journal(local=local)
-            try:
-                check_outputs(journal, inputs, settings)
-            finally:
-                journal.close()
-            price = invocation.price(local=local).amount
-            _print_dry_run(terminal, dry_run_summary(inputs, settings, price=price, local=local),
-                           as_json)
+            _print_dry_run(terminal, invocation.preview_replace(photo, scene, **request), as_json)
             return
-        with invocation.open_session(local=local) as session:
-            outcome = run_replace(session.client, session.journal, inputs, settings, reporter)
+        outcome = invocation.replace(photo, scene, **request)
     except RunflowBgError as exc:
         reporter.close()
         if as_json:
-            photo_name = inputs.photo if inputs else photo
-            scene_name = inputs.scene if inputs else scene
-            terminal.out_json(Outcome(photo=photo_name or "", scene=scene_name or "",
-                                      prompt=settings.prompt, error=exc).to_json(signed_urls))
+            terminal.out_json(Outcome(photo=photo or image or "", scene=scene or reference or "",
+                                      prompt=prompt or None, error=exc).to_json(signed_urls))
         raise
     finally:
         reporter.close()
     if as_json:
         terminal.out_json(outcome.to_json(signed_urls))
-    elif not settings.wait:
+    elif no_wait:
         terminal.out_lines([outcome.run.id])
     else:
         terminal.out_lines([str(saved.path) for saved in outcome.saved])
-
-
-def _inputs(photo, scene, zip_url, image, reference, reporter, keep_profile, strict):
-    from runflow_bg.errors import UsageError
-    from runflow_bg.service import inputs as checks
-
-    if zip_url:
-        if photo or scene:
-            raise UsageError("Give either PHOTO SCENE or --zip-url, not both.")
-        return checks.zip_url_inputs(zip_url, image, reference)
-    if not photo or not scene:
-        raise UsageError("Missing PHOTO or SCENE.",
-                         hint="Usage: runflow-bg replace PHOTO SCENE [options].")
-    stdin = sys.stdin.buffer if "-" in (photo, scene) else None
-    return checks.replace_inputs(photo, scene, stdin, reporter, keep_profile=keep_profile,
-                                 strict=strict)
 
 
 def _print_dry_run(terminal, summary: dict, as_json: bool) -> None:

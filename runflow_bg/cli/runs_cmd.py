@@ -24,11 +24,8 @@ def get(
     signed_urls: bool = opt.SIGNED_URLS,
 ) -> None:
     """Show one run: its status, cost, outputs, and what this machine saved from it."""
-    from runflow_bg.service.runs import describe
-
     invocation = ctx.obj
-    with invocation.open_session() as session:
-        outcome = describe(session.client, session.journal, run_id)
+    outcome = invocation.get_run(run_id)
     if as_json:
         invocation.terminal.out_json(outcome.to_json(signed_urls))
     else:
@@ -45,11 +42,8 @@ def list_(
     signed_urls: bool = opt.SIGNED_URLS,
 ) -> None:
     """The account's recent runs: a table on a terminal, tab-separated lines elsewhere."""
-    from runflow_bg.service.runs import list_runs
-
     invocation = ctx.obj
-    with invocation.open_session() as session:
-        outcomes = list_runs(session.client, session.journal, limit=limit, status=status)
+    outcomes = invocation.list_runs(limit=limit, status=status)
     if as_json:
         for outcome in outcomes:
             invocation.terminal.out_json(outcome.to_json(signed_urls))
@@ -67,8 +61,7 @@ def logs(
 ) -> None:
     """A run's log lines, oldest first: what the model and Runflow said while it ran."""
     invocation = ctx.obj
-    with invocation.open_session() as session:
-        lines = session.client.run_logs(run_id)
+    lines = invocation.run_logs(run_id)
     lines = lines[-tail:] if tail else lines
     if as_json:
         for line in lines:
@@ -104,11 +97,12 @@ def wait(
     verbose: bool = opt.VERBOSE,
 ) -> None:
     """Wait for runs to finish, then download their outputs (exit 6 if any failed, 7 on --timeout)."""
-    options = _fetch_options(ctx, out, name, overwrite, timeout, poll_interval, wait=True,
-                             delivery=opt.resolve_delivery(ctx.obj.settings, ctx.obj.terminal,
-                                                           locals()))
-    _fetch(ctx, run_ids, options, as_json=as_json, quiet=quiet, verbose=verbose,
-           signed_urls=signed_urls)
+    from runflow_bg.choices import DeliveryChoice
+
+    _fetch(ctx, run_ids, dict(wait=True, out=out, name=name, overwrite=overwrite, timeout=timeout,
+                              poll_interval=poll_interval,
+                              delivery=DeliveryChoice.from_flags(locals())),
+           as_json=as_json, quiet=quiet, verbose=verbose, signed_urls=signed_urls)
 
 
 @app.command("download")
@@ -135,44 +129,30 @@ def download(
     verbose: bool = opt.VERBOSE,
 ) -> None:
     """Download the outputs of finished runs (expired output URLs are fetched afresh)."""
-    options = _fetch_options(ctx, out, name, overwrite, None, None, wait=False,
-                             delivery=opt.resolve_delivery(ctx.obj.settings, ctx.obj.terminal,
-                                                           locals()))
-    _fetch(ctx, run_ids, options, as_json=as_json, quiet=quiet, verbose=verbose,
-           signed_urls=signed_urls)
+    from runflow_bg.choices import DeliveryChoice
+
+    _fetch(ctx, run_ids, dict(wait=False, out=out, name=name, overwrite=overwrite,
+                              delivery=DeliveryChoice.from_flags(locals())),
+           as_json=as_json, quiet=quiet, verbose=verbose, signed_urls=signed_urls)
 
 
-def _fetch_options(ctx, out, name, overwrite, timeout, poll_interval, *, wait, delivery):
-    from runflow_bg.naming import check_template
-    from runflow_bg.service.runs import FetchOptions
-
-    common = opt.resolve_common(ctx.obj.settings, out=out, name=None, timeout=timeout,
-                                poll_interval=poll_interval, metadata=[], callback_url=None,
-                                prompt=None, overwrite=overwrite, wait=wait, use_cache=True)
-    return FetchOptions(out_dir=common.out_dir, name_template=check_template(name) if name else None,
-                        default_template=common.name_template, overwrite=overwrite, wait=wait,
-                        timeout=common.timeout, poll=common.poll, delivery=delivery)
-
-
-def _fetch(ctx, run_ids, options, *, as_json, quiet, verbose, signed_urls):
-    from runflow_bg.service.runs import exit_code, fetch_runs
+def _fetch(ctx, run_ids, options: dict, *, as_json, quiet, verbose, signed_urls):
+    from runflow_bg.service.runs import exit_code
 
     invocation = ctx.obj
     terminal = invocation.terminal.configure(quiet=quiet, verbose=verbose or invocation.debug)
     reporter = terminal.reporter()
-    opt.warn_if_file_like(terminal, options.out_dir)
     outcomes = []
     try:
-        with invocation.open_session() as session:
-            for outcome in fetch_runs(session.client, session.journal, run_ids, options, reporter):
-                outcomes.append(outcome)
-                if as_json:
-                    terminal.out_json(outcome.to_json(signed_urls))
-                else:
-                    terminal.out_lines([str(saved.path) for saved in outcome.saved])
-                if outcome.error is not None:
-                    reporter.close()
-                    terminal.error(outcome.error, debug=invocation.debug)
+        for outcome in invocation.fetch(run_ids, **options, on_progress=reporter):
+            outcomes.append(outcome)
+            if as_json:
+                terminal.out_json(outcome.to_json(signed_urls))
+            else:
+                terminal.out_lines([str(saved.path) for saved in outcome.saved])
+            if outcome.error is not None:
+                reporter.close()
+                terminal.error(outcome.error, debug=invocation.debug)
     finally:
         reporter.close()
     code = exit_code(outcomes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace as with_changes
 from decimal import Decimal
 from pathlib import Path
@@ -124,7 +125,9 @@ def check_outputs(journal: Journal, inputs: Inputs, options: ReplaceOptions) -> 
     request = request_for(inputs, options)
     entry = journal.latest_for_item(request.job, request.item)
     if entry is not None and entry.content_hash == request.content_hash:
-        if entry.status == SUCCEEDED and str(existing) in entry.outputs and outputs_present(entry):
+        recorded = {os.path.abspath(path) for path in entry.outputs}
+        if (entry.status == SUCCEEDED and os.path.abspath(existing) in recorded
+                and outputs_present(entry)):
             return finished_outcome(entry, options, inputs)
         if entry.status in IN_FLIGHT:
             return None

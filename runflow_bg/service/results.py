@@ -7,6 +7,7 @@ report all print `Outcome.to_json()`, so they cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from runflow_bg.download import SavedFile
 from runflow_bg.errors import RunflowBgError
@@ -29,6 +30,11 @@ class Outcome:
     cached: bool = False
     skipped: bool = False
     error: RunflowBgError | None = None
+
+    @property
+    def paths(self) -> list[Path]:
+        """The files saved for this request or run by this call."""
+        return [saved.path for saved in self.saved]
 
     @property
     def id(self) -> str | None:
