@@ -143,6 +143,11 @@ def test_names_that_would_collide_are_refused_before_any_request(emu, env, tmp_p
     assert "--name '{stem}.{ext}' has no {scene}" in no_scene.stderr.decode()
     assert "Put {scene} in --name" in no_scene.stderr.decode()
 
+    assert run_cli("config", "set", "name", "{stem}.{ext}", env=env, cwd=tmp_path).returncode == 0
+    configured = batch("mug.png", *TWO_SCENES, "--yes", env=env, cwd=tmp_path)
+    assert configured.returncode == 2 and "has no {scene}" in configured.stderr.decode()
+    assert run_cli("config", "unset", "name", env=env, cwd=tmp_path).returncode == 0
+
     (tmp_path / "more").mkdir()
     write_scene(tmp_path / "more" / "beach.png", color=(200, 180, 20))
     same_stem = batch("mug.png", "--scene", "scenes/beach.jpg", "--scene", "more/beach.png",
@@ -208,3 +213,37 @@ def test_a_backdrop_warning_is_given_once_per_photo_not_per_scene(emu, env, tmp_
     assert err.count("its backdrop is not white") == 2, "once in the plan, once while running"
     assert err.count("the model replaces only the white area") == 1
     assert emu.created_run_count == 2
+
+
+def test_duplicates_follow_and_cached_results_are_reused_per_pair(emu, env, tmp_path):
+    shop(tmp_path)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "mug.png").write_bytes((tmp_path / "mug.png").read_bytes())
+    first = batch("a", "b", *TWO_SCENES, "-o", "out", "--yes", "--json", env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr.decode()
+    assert emu.created_run_count == 2, "the same bytes in the same scene cost one run"
+    assert "2 duplicates" in first.stderr.decode()
+    assert sorted(line["cached"] for line in json_lines(first)) == [False, False, True, True]
+    assert files(tmp_path / "out") == ["a/mug-beach-bg.webp", "a/mug-loft-bg.webp",
+                                       "b/mug-beach-bg.webp", "b/mug-loft-bg.webp"]
+
+    elsewhere = batch("a", *TWO_SCENES, "-o", "other", "--yes", "--json", env=env, cwd=tmp_path)
+    assert elsewhere.returncode == 0, elsewhere.stderr.decode()
+    assert "2 cached" in elsewhere.stderr.decode()
+    assert all(line["cached"] for line in json_lines(elsewhere)) and emu.created_run_count == 2
+
+
+def test_a_failed_pair_stays_failed_until_retry_failed(emu, env, tmp_path):
+    shop(tmp_path)
+    args = ("mug.png", *TWO_SCENES, "-o", "out", "--yes", "-j", "1")
+    emu.faults.fail_runs(1, status="failed", code="MODEL_ERROR", message="bad luck")
+    first = batch(*args, "--json", env=env, cwd=tmp_path)
+    assert first.returncode == 6, first.stderr.decode()
+    failed = [line["scene"] for line in json_lines(first) if line["error"]]
+    assert failed == ["scenes/beach.jpg"] and files(tmp_path / "out") == ["mug-loft-bg.webp"]
+    again = batch(*args, env=env, cwd=tmp_path)
+    assert again.returncode == 6 and "1 done before, 1 failed before" in again.stderr.decode()
+    retry = batch(*args, "--retry-failed", env=env, cwd=tmp_path)
+    assert retry.returncode == 0, retry.stderr.decode()
+    assert emu.created_run_count == 3 and len(files(tmp_path / "out")) == 2

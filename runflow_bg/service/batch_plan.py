@@ -99,9 +99,10 @@ class Plan:
         photos, scenes = self.matrix()
         if scenes < 2:
             return None
+        counted = f"{photos} photo{'s' * (photos != 1)}"
         if photos * scenes == len(self.items):
-            return f"{photos} photos x {scenes} scenes = {len(self.items)} requests"
-        return f"{len(self.items)} requests ({photos} photos, {scenes} scenes)"
+            return f"{counted} x {scenes} scenes = {len(self.items)} requests"
+        return f"{len(self.items)} requests ({counted}, {scenes} scenes)"
 
     def warnings(self, *actions: Action) -> list[str]:
         """The backdrop warnings of the items (of those `actions`), once per photo."""
