@@ -47,6 +47,11 @@ def check_template(template: str, columns: frozenset[str] | set[str] = frozenset
     return template
 
 
+def fields_of(template: str) -> set[str]:
+    """The fields a (checked) template uses."""
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
 def bind_fields(template: str, values: dict) -> str:
     """The template with an item's own fields filled in ({row}, a manifest row's columns), each
     value made a safe file-name component; the fields `render` fills are left as they are."""

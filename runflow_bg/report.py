@@ -103,10 +103,10 @@ def _scene_cell(cells: dict, scene: str | None, folder: Path) -> str:
     return cells[scene]
 
 
-def write_report(path: Path, scene: str | None, outcomes: list[dict],
-                 title: str = "runflow-bg batch", preset=None) -> None:
+def write_report(path: Path, outcomes: list[dict], title: str = "runflow-bg batch",
+                 preset=None) -> None:
     """Write the contact sheet for `outcomes` (the JSON shapes of the batch's items); each
-    item's own scene is shown, as a catalogue's rows may each have one."""
+    item's own scene is shown, as a catalogue's rows and a batch's photos may have several."""
     folder = path.parent
     scene_cells: dict[str | None, str] = {}
     rows, counts, total_bytes, passing = [], {}, 0, 0
@@ -125,7 +125,7 @@ def write_report(path: Path, scene: str | None, outcomes: list[dict],
         rows.append(
             "<tr>"
             f"<td>{thumbnail(outcome['photo'], folder)}<code>{html.escape(outcome['photo'])}</code></td>"
-            f"<td>{_scene_cell(scene_cells, outcome.get('scene') or scene, folder)}</td>"
+            f"<td>{_scene_cell(scene_cells, outcome['scene'], folder)}</td>"
             f"<td>{thumbnail(result, folder)}<code>{html.escape(result or '')}</code></td>"
             f"{delivered}{verdict}"
             f'<td class="{state}">{state}<br>{detail}</td>'

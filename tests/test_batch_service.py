@@ -15,8 +15,11 @@ from runflow_bg.images import prepare_image, read_input
 from runflow_bg.journal import Journal
 from runflow_bg.transport import RetryPolicy
 from runflow_bg.service.batch import BatchRunner
+from runflow_bg.service import batch_plan
 from runflow_bg.service.batch_plan import Action, BatchOptions, plan_batch
-from runflow_bg.service.collect import collect_photos, parse_shard, take_shard
+from runflow_bg.service.collect import (collect_photos, drop_earlier_outputs, pair_with_scenes,
+                                        parse_shard, take_shard)
+from runflow_bg.service.manifest import to_photo
 from runflow_bg.service.replace import ReplaceOptions
 from runflow_bg.polling import PollSchedule
 
@@ -50,6 +53,56 @@ def test_collect_refuses_two_photos_with_one_output_name(tmp_path):
     write_photo(tmp_path / "p" / "same.jpg", fmt="JPEG")
     with pytest.raises(UsageError, match="same name"):
         collect_photos([str(tmp_path / "p")], tmp_path)
+
+
+def test_one_scene_keeps_the_keys_several_pair_every_photo(tmp_path):
+    tree(tmp_path)
+    photos = collect_photos([str(tmp_path / "a")], tmp_path)
+    assert pair_with_scenes(photos, ["s/one.jpg"]) == photos, "earlier journals still resume"
+    pairs = pair_with_scenes(photos, ["s/one.jpg", "s/two.jpg"])
+    assert [(p.path.name, p.scene) for p in pairs[:2]] == [("z.webp", "s/one.jpg"),
+                                                           ("z.webp", "s/two.jpg")]
+    assert len(pairs) == 6 and len({p.key for p in pairs}) == 6
+    assert {p.key for p in photos}.isdisjoint(p.key for p in pairs)
+
+    row = to_photo(2, {"photo": "x.png", "sku": "X"})
+    own = to_photo(2, {"photo": "x.png", "scene": "s/two.jpg", "sku": "X"})
+    assert pair_with_scenes([own], ["s/one.jpg", "s/two.jpg"]) == [own], "its own scene wins"
+    paired = pair_with_scenes([row], ["s/one.jpg", "s/two.jpg"])
+    assert paired[1].key == own.key, "a results row naming its scene is the same request"
+
+
+def test_earlier_outputs_in_every_scene_are_left_out(tmp_path):
+    (tmp_path / "in").mkdir()
+    for name in ("mug.png", "mug-beach-bg.png", "mug-loft-bg.webp"):
+        write_photo(tmp_path / "in" / name, size=(32, 24))
+    photos = collect_photos([str(tmp_path / "in")], tmp_path)
+    kept, excluded = drop_earlier_outputs(photos, set(), tmp_path, "{stem}-{scene}-bg{n}.{ext}",
+                                          ["beach", "loft"])
+    assert [p.path.name for p in kept] == ["mug.png"] and excluded == 2
+
+
+def test_a_photo_is_read_once_however_many_scenes(tmp_path, monkeypatch):
+    (tmp_path / "in").mkdir()
+    write_photo(tmp_path / "in" / "mug.png", size=(40, 30))
+    scenes = {}
+    for name in ("a", "b", "c"):
+        source = read_input(str(write_scene(tmp_path / f"{name}.jpg", color=(40, 90, 20 * len(scenes)))))
+        scenes[source.name] = (prepare_image(source), source)
+    reads = []
+
+    def counted(name, stdin=None):
+        reads.append(name)
+        return read_input(name, stdin)
+
+    monkeypatch.setattr(batch_plan, "read_input", counted)
+    photos = pair_with_scenes(collect_photos([str(tmp_path / "in")], tmp_path), list(scenes))
+    options = BatchOptions(ReplaceOptions(out_dir=tmp_path / "out",
+                                          name_template="{stem}-{scene}{n}.{ext}"))
+    plan = plan_batch(photos, None, None, Journal(tmp_path / "journal.sqlite3"), options, scenes)
+    assert plan.count(Action.SUBMIT) == 3 and plan.matrix() == (1, 3)
+    assert len({item.content_hash for item in plan.items}) == 3
+    assert reads == [str(tmp_path / "in" / "mug.png")]
 
 
 def test_shards_partition_the_items(tmp_path):

@@ -188,3 +188,29 @@ def test_a_single_request_is_row_one():
     assert render(check_template("{row:03}.{ext}"), stem="a", scene="b", index=0, run_id="r",
                   ext="png") == "001.png"
     assert bind_fields("{sku}-{stem}{{x}}.{ext}", {"sku": "a/b"}) == "a_b-{stem}{{x}}.{ext}"
+
+
+def test_shards_of_a_manifest_cover_its_rows_once(emu, env, tmp_path):
+    catalogue(tmp_path)
+    (tmp_path / "items.csv").write_text(CSV)
+    shards = []
+    for k in (1, 2):
+        result = batch("--manifest", "items.csv", "--name", "{sku}-{scene}.{ext}", "--json",
+                       "--shard", f"{k}/2", env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr.decode()
+        shards.append({json.loads(line)["row"] for line in result.stdout.decode().splitlines()})
+    assert shards == [{2, 4}, {3, 5}]
+    assert emu.created_run_count == 4 and len(list((tmp_path / "out").iterdir())) == 4
+
+
+def test_max_cost_stops_a_manifest_and_a_rerun_goes_on(emu, env, tmp_path):
+    catalogue(tmp_path)
+    (tmp_path / "items.csv").write_text(CSV)
+    args = ("--manifest", "items.csv", "--name", "{sku}-{scene}.{ext}")
+    capped = batch(*args, "--max-cost", "0.70", env=env, cwd=tmp_path)
+    assert capped.returncode == 8, capped.stderr.decode()
+    assert "--max-cost reached; 2 items were not submitted" in capped.stderr.decode()
+    assert emu.created_run_count == 2 and len(list((tmp_path / "out").iterdir())) == 2
+    rest = batch(*args, "--max-cost", "0.70", env=env, cwd=tmp_path)
+    assert rest.returncode == 0, rest.stderr.decode()
+    assert emu.created_run_count == 4 and len(list((tmp_path / "out").iterdir())) == 4

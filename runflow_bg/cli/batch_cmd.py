@@ -1,4 +1,5 @@
-"""`runflow-bg batch`: many photos, one scene; exactly once, resumable, within a budget."""
+"""`runflow-bg batch`: many photos, one scene or several; exactly once, resumable, within a
+budget."""
 
 from __future__ import annotations
 
@@ -10,15 +11,19 @@ import typer
 
 from runflow_bg.cli import options as opt
 
-HELP = "Replace the background of many photos with one scene; resumable, paid once per photo."
+HELP = ("Replace the background of many photos with one scene, or each with several; "
+        "resumable, paid once per photo and scene.")
 
 
 def batch(
     ctx: typer.Context,
     photos: Optional[List[str]] = typer.Argument(
         None, metavar="[PHOTO]...", help="Photos: files, folders (recursed) or quoted globs."),
-    scene: Optional[str] = typer.Option(None, "--scene", metavar="SCENE",
-                                        help="The scene image (for rows without their own)."),
+    scene: List[str] = typer.Option(
+        [], "--scene", metavar="SCENE",
+        help="A scene image, or a folder of them (recursed). Repeatable: every photo (every row "
+             "without its own scene) runs with every scene; then --name needs {scene} "
+             "(default {stem}-{scene}-bg{n}.{ext})."),
     manifest: Optional[Path] = typer.Option(
         None, "--manifest", metavar="FILE",
         help="A .csv or .jsonl catalogue: one request per row (photo, scene, prompt, name, out, "
@@ -34,8 +39,9 @@ def batch(
     yes: bool = typer.Option(False, "--yes", help="Spend without asking (required off a terminal)."),
     max_cost: Optional[str] = typer.Option(None, "--max-cost", metavar="USD",
                                            help="Never submit past this projected spend."),
-    shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N",
-                                        help="Process only items with index mod N == K-1."),
+    shard: Optional[str] = typer.Option(
+        None, "--shard", metavar="K/N",
+        help="Process only items (a photo with one scene) with index mod N == K-1."),
     retry_failed: bool = typer.Option(False, "--retry-failed",
                                       help="Submit again the items whose runs failed."),
     report: Optional[Path] = typer.Option(None, "--report", metavar="FILE.html",
@@ -72,7 +78,8 @@ def batch(
     quiet: bool = opt.QUIET,
     verbose: bool = opt.VERBOSE,
 ) -> None:
-    """Replace the background of many photos with one scene; resumable, paid once per photo."""
+    """Replace the background of many photos with one scene, or each with several; resumable,
+    paid once per photo and scene."""
     from dataclasses import replace as with_changes
 
     from runflow_bg.choices import (DeliveryChoice, file_like_warning, is_file_like,
@@ -95,6 +102,10 @@ def batch(
                               callback_url=callback_url, prompt=prompt, overwrite=overwrite,
                               wait=True, use_cache=not no_cache, delivery=delivery,
                               name_columns=frozenset(manifest_rows.column_names(rows)))
+    scene_names = collect.collect_scenes(scene)
+    request = with_changes(request, name_template=collect.matrix_template(
+        request.name_template, len(scene_names),
+        chosen=bool(name) or settings.setting("name") is not None))
     options = BatchOptions(request, concurrency=settings.concurrency(concurrency),
                            budget=None if local else _budget(max_cost),
                            retry_failed=retry_failed, local=local, keep_profile=keep_profile,
@@ -104,10 +115,11 @@ def batch(
     notes = PlainReporter(terminal)
     if bool(photos) == bool(manifest):
         raise UsageError("Give photos or --manifest, not both nor neither.")
-    if scene is None and manifest is None:
+    if not scene_names and manifest is None:
         raise UsageError("Missing option '--scene'.")
-    scene_image, scene_source = (load_image(scene, None, notes, keep_profile=keep_profile)
-                                 if scene is not None else (None, None))
+    scenes = {each: load_image(each, None, notes, keep_profile=keep_profile)
+              for each in scene_names}  # each read and checked once, however many photos
+    scene_image, scene_source = scenes[scene_names[0]] if len(scene_names) == 1 else (None, None)
     if is_file_like(request.out_dir):
         terminal.note(file_like_warning(request.out_dir))
     check_output_dir(request.out_dir, create=not dry_run)
@@ -118,18 +130,19 @@ def batch(
 
         check_format(results)
         check_report_path(results, "--results")
-    scenes, excluded = {}, 0
+    excluded = 0
     if manifest is not None:
-        found = _manifest_rows(manifest, rows, scene, scenes, request.name_template, notes,
+        found = _manifest_rows(manifest, rows, scene_names, scenes, request.name_template, notes,
                                keep_profile, skip_bad_rows, retry_failed)
     journal = invocation.open_journal(local=local, shard=shard_spec)
     try:
         if manifest is None:
             found = collect.collect_photos(photos, Path.cwd())
-        if manifest is None and not include_outputs:
-            found, excluded = collect.drop_earlier_outputs(
-                found, journal.recorded_outputs(), request.out_dir, request.name_template,
-                scene_image.stem)
+            if not include_outputs:
+                found, excluded = collect.drop_earlier_outputs(
+                    found, journal.recorded_outputs(), request.out_dir, request.name_template,
+                    [scenes[each][0].stem for each in scene_names])
+            found = collect.pair_with_scenes(found, scene_names)
         plan = plan_batch(collect.take_shard(found, shard_spec), scene_image, scene_source,
                           journal, options, scenes)
         _announce(plan, options, notes, excluded)
@@ -168,7 +181,7 @@ def batch(
 
         write_results(results, [result_row(item.photo, item.outcome.to_json())
                                 for item in plan.items if item.outcome is not None])
-    _finish(invocation, result, outcomes, scene, report, request.delivery.preset)
+    _finish(invocation, result, outcomes, report, request.delivery.preset)
 
 
 def _budget(max_cost: str | None):
@@ -207,10 +220,11 @@ def check_report_path(report: Path, option: str = "--report") -> None:
 def _announce(plan, options, notes, excluded: int) -> None:
     from runflow_bg.service.batch_plan import Action
 
-    parts = [f"{len(plan.items)} photos", f"{plan.runs_to_create} to submit"]
+    parts = [plan.describe_matrix() or f"{len(plan.items)} photos",
+             f"{plan.runs_to_create} to submit"]
     if excluded:
         parts.append(f"{excluded} excluded (earlier outputs; --include-outputs takes them)")
-    warned = [item.warning for item in plan.items if item.warning]
+    warned = plan.warnings()
     if warned:
         parts.append(f"{len(warned)} with backdrop warnings")
     for action, label in ((Action.RESUME, "to resume"), (Action.DONE, "done before"),
@@ -251,17 +265,21 @@ def _confirm(plan, options, client, yes: bool, notes) -> None:
         raise Interrupted("Cancelled; nothing was submitted.")
 
 
-def _manifest_rows(manifest: Path, rows: list, scene: str | None, scenes: dict, template: str,
-                   notes, keep_profile: bool, skip_bad_rows: bool, retry_failed: bool) -> list:
-    """The manifest's rows as batch items, every one checked before anything is spent."""
-    from runflow_bg.service.manifest import check_rows, from_manifest, refuse_bad_rows
+def _manifest_rows(manifest: Path, rows: list, scene_names: list[str], scenes: dict,
+                   template: str, notes, keep_profile: bool, skip_bad_rows: bool,
+                   retry_failed: bool) -> list:
+    """The manifest's rows as batch items (a row without a scene, once per --scene), every one
+    checked before anything is spent."""
+    from runflow_bg.service.collect import pair_with_scenes
+    from runflow_bg.service.manifest import check_rows, count_rows, from_manifest, refuse_bad_rows
 
-    read = from_manifest(rows, failed_only=retry_failed)
-    good, bad = check_rows(read, scenes, scene, template, notes, keep_profile)
+    read = pair_with_scenes(from_manifest(rows, failed_only=retry_failed), scene_names)
+    default = scene_names[0] if len(scene_names) == 1 else None
+    good, bad = check_rows(read, scenes, default, template, notes, keep_profile)
     if bad and not skip_bad_rows:
         refuse_bad_rows(bad, manifest)
     if bad:
-        notes.on_notice(f"skipped {len(bad)} bad rows: " + "; ".join(map(str, bad)))
+        notes.on_notice(f"skipped {count_rows(bad)} bad rows: " + "; ".join(map(str, bad)))
     return good
 
 
@@ -278,9 +296,12 @@ def _record(item, outcome, outcomes: list[dict], view, signed_urls: bool) -> Non
 def _print_dry_run(terminal, plan, options, as_json: bool) -> None:
     from runflow_bg.service.replace import MODEL
 
-    rows = [{"photo": item.photo.display, "action": item.action.value,
+    rows = [{"photo": item.photo.display, "scene": plan.scene_of(item.photo)[0].name,
+             "action": item.action.value,
              "out_dir": str(options.request.out_dir / item.photo.folder)} for item in plan.items]
-    summary = {"dry_run": True, "model": MODEL, "items": len(plan.items), "local": options.local,
+    photos, scenes = plan.matrix()
+    summary = {"dry_run": True, "model": MODEL, "photos": photos, "scenes": scenes,
+               "items": len(plan.items), "local": options.local,
                "runs_to_create": plan.runs_to_create,
                "estimated_cost": f"{plan.estimated_cost(options.budget):.2f}",
                "price": f"{plan.price:.2f}", "currency": "USD"}
@@ -288,15 +309,18 @@ def _print_dry_run(terminal, plan, options, as_json: bool) -> None:
         for row in [*rows, summary]:
             terminal.out_json(row)
         return
-    width = max((len(row["photo"]) for row in rows), default=5)
+    labels = [row["photo"] + (f" + {row['scene']}" if scenes > 1 else "") for row in rows]
+    width = max(map(len, labels), default=5)
     lines = ["dry run: nothing was sent"]
-    lines += [f"{row['photo']:<{width}}  {row['action']:<8} -> {row['out_dir']}" for row in rows]
+    lines += [f"{label:<{width}}  {row['action']:<8} -> {row['out_dir']}"
+              for label, row in zip(labels, rows)]
     cost = "free (--local)" if options.local else f"estimated cost ${summary['estimated_cost']}"
-    lines.append(f"{summary['runs_to_create']} runs, {cost}")
+    matrix = plan.describe_matrix()
+    lines.append((f"{matrix}; " if matrix else "") + f"{summary['runs_to_create']} runs, {cost}")
     terminal.out_lines(lines)
 
 
-def _finish(invocation, result, outcomes: list[dict], scene: str, report: Path | None,
+def _finish(invocation, result, outcomes: list[dict], report: Path | None,
             preset: str | None) -> None:
     from runflow_bg.cli.batch_view import append_step_summary, print_summary, summary_rows
     from runflow_bg.errors import (BudgetReached, CreateUnknown, InsufficientCredit, Interrupted,
@@ -311,7 +335,7 @@ def _finish(invocation, result, outcomes: list[dict], scene: str, report: Path |
 
         from runflow_bg.presets import PRESETS
 
-        write_report(report, scene, outcomes, preset=PRESETS.get(preset) if preset else None)
+        write_report(report, outcomes, preset=PRESETS.get(preset) if preset else None)
     ids = ", ".join(result.in_flight) or "none"
     if invocation.terminal.stdout_closed:
         raise OutputClosed(f"stdout was closed, so no new run was submitted; runs still in "

@@ -25,6 +25,7 @@ from runflow_bg.models import Run
 from runflow_bg.pricing import cost_of
 from runflow_bg.progress import Reporter
 from runflow_bg.service.batch_plan import SPENDING, Action, BatchOptions, Item, Plan, item_options
+from runflow_bg.service.collect import Photo
 from runflow_bg.service.inputs import Inputs, local_inputs
 from runflow_bg.service.replace import copy_outputs
 from runflow_bg.service.results import Outcome
@@ -101,19 +102,30 @@ class _Gate:
 
 
 class _ItemReporter:
-    """Prefixes the replace use case's reports with the item's photo."""
+    """Prefixes the replace use case's reports with the item (its photo, and its scene when it
+    has one of its own); a notice about the photo itself (it starts with the photo's name: a
+    conversion, a grey backdrop) is said once, not again for each of its scenes."""
 
-    def __init__(self, reporter: Reporter, photo: str) -> None:
-        self._reporter, self._photo = reporter, photo
+    def __init__(self, reporter: Reporter, photo: Photo, said: set[str],
+                 lock: threading.Lock) -> None:
+        self._reporter, self._photo, self._label = reporter, photo.display, photo.label
+        self._said, self._lock = said, lock
 
     def on_stage(self, message: str) -> None:
-        self._reporter.on_stage(f"{self._photo}: {message}")
+        self._reporter.on_stage(f"{self._label}: {message}")
 
     def on_notice(self, message: str) -> None:
+        if not message.startswith(f"{self._photo}: "):
+            self._reporter.on_notice(f"{self._label}: {message}")
+            return
+        with self._lock:
+            if message in self._said:
+                return
+            self._said.add(message)
         self._reporter.on_notice(f"{self._photo}: {message}")
 
     def on_status(self, run: Run, elapsed: float) -> None:
-        self._reporter.on_stage(f"{self._photo}: run {run.id} {run.status}")
+        self._reporter.on_stage(f"{self._label}: run {run.id} {run.status}")
 
     def on_bytes(self, label: str, done: int, total: int) -> None:
         pass
@@ -134,6 +146,7 @@ class BatchRunner:
         self._left_over = 0
         self._lock = threading.Lock()
         self._in_flight: dict[str, str] = {}
+        self._said: set[str] = set()  # notices about photos, each said once
 
     def in_flight_count(self) -> int:
         with self._lock:
@@ -153,7 +166,7 @@ class BatchRunner:
     def _paid(self, item: Item) -> Outcome:
         """Submit (or resume) the item's run, wait for it and save its outputs."""
         options = item_options(self.options.request, item.photo)
-        reporter = _ItemReporter(self.reporter, item.photo.display)
+        reporter = _ItemReporter(self.reporter, item.photo, self._said, self._lock)
         scene, scene_source = self.plan.scene_of(item.photo)
         inputs = local_inputs(item.photo.display, scene, scene_source, None, reporter,
                               keep_profile=self.options.keep_profile)
@@ -174,7 +187,7 @@ class BatchRunner:
         if isinstance(submitted, Entry):  # finished meanwhile, by another process
             return self._shared(item, submitted)
         with self._lock:
-            self._in_flight[item.photo.display] = submitted.run.id
+            self._in_flight[item.photo.key] = submitted.run.id
         try:
             run, saved = settle(self.client, self.journal, submitted.run, options.naming(inputs),
                                 reporter, options.waiting())
@@ -204,7 +217,7 @@ class BatchRunner:
 
     def _forget(self, item: Item) -> None:
         with self._lock:
-            self._in_flight.pop(item.photo.display, None)
+            self._in_flight.pop(item.photo.key, None)
 
     def _follow(self, item: Item) -> Outcome:
         """Wait for the leader with the same content, then reuse its outputs."""

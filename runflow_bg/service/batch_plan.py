@@ -1,8 +1,9 @@
 """Planning a batch, locally and for free: what each photo needs before anything is spent.
 
-Each photo is read, checked and hashed, and the journal says what became of it in earlier runs
-of the same command: done, to resume, failed, or new. Photos with the same content as an earlier
-one of the batch follow it instead of paying again.
+Each photo is read, checked and hashed (once, however many scenes it pairs with), and the
+journal says what became of each item in earlier runs of the same command: done, to resume,
+failed, or new. Items with the same content as an earlier one of the batch follow it instead of
+paying again.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from runflow_bg.backdrop import backdrop_problem
 from runflow_bg.errors import InputError, RunflowBgError, UsageError
 from runflow_bg.images import InputFile, PreparedImage, read_input
 from runflow_bg.journal import FAILED, IN_FLIGHT, SUBMITTED, SUCCEEDED, Entry, Journal
-from runflow_bg.naming import (bind_fields, check_replaceable, existing_first_output, output_path,
-                               render)
+from runflow_bg.naming import (bind_fields, check_replaceable, existing_first_output, fields_of,
+                               output_path, render)
 from runflow_bg.service.collect import Photo
 from runflow_bg.service.inputs import digest, local_source, request_hash
 from runflow_bg.pricing import PUBLISHED_PRICE
@@ -87,6 +88,27 @@ class Plan:
     def count(self, *actions: Action) -> int:
         return sum(1 for item in self.items if item.action in actions)
 
+    def matrix(self) -> tuple[int, int]:
+        """How many photos and how many scenes the items pair."""
+        photos = {item.photo.display for item in self.items}
+        scenes = {self.scene_of(item.photo)[0].name for item in self.items}
+        return len(photos), len(scenes)
+
+    def describe_matrix(self) -> str | None:
+        """"12 photos x 3 scenes = 36 requests" when the items pair photos with several scenes."""
+        photos, scenes = self.matrix()
+        if scenes < 2:
+            return None
+        counted = f"{photos} photo{'s' * (photos != 1)}"
+        if photos * scenes == len(self.items):
+            return f"{counted} x {scenes} scenes = {len(self.items)} requests"
+        return f"{len(self.items)} requests ({counted}, {scenes} scenes)"
+
+    def warnings(self, *actions: Action) -> list[str]:
+        """The backdrop warnings of the items (of those `actions`), once per photo."""
+        return list(dict.fromkeys(item.warning for item in self.items if item.warning
+                                  and (not actions or item.action in actions)))
+
     @property
     def runs_to_create(self) -> int:
         """Runs this batch may pay for: new ones, and resumed ones whose create is unconfirmed."""
@@ -139,11 +161,24 @@ def _check_photo(photo: Photo) -> tuple[str, str | None]:
     return digest(source.data), problem
 
 
-def _plan_item(photo: Photo, scene: PreparedImage, scene_digest: str, journal: Journal,
-               job: str, options: BatchOptions) -> Item:
+def _check_once(photo: Photo, checked: dict) -> tuple[str, str | None]:
+    """`_check_photo`, once per file however many scenes (or rows) it pairs with."""
+    if photo.path not in checked:
+        try:
+            checked[photo.path] = _check_photo(photo)
+        except InputError as exc:
+            checked[photo.path] = exc
+    result = checked[photo.path]
+    if isinstance(result, InputError):
+        raise result
+    return result
+
+
+def _plan_item(photo: Photo, scene: PreparedImage, scene_digest: str, checked: dict,
+               journal: Journal, job: str, options: BatchOptions) -> Item:
     request = item_options(options.request, photo)
     try:
-        photo_digest, problem = _check_photo(photo)
+        photo_digest, problem = _check_once(photo, checked)
     except InputError as exc:
         return Item(photo, Action.INVALID, error=exc)
     content_hash = request_hash(local_source(photo_digest, scene_digest, options.keep_profile),
@@ -198,22 +233,30 @@ def _refuse_shared_outputs(photos: list[Photo], request: ReplaceOptions, plan: P
         key = str(options.out_dir / name)
         other = seen.setdefault(key, photo)
         if other is not photo:
-            raise UsageError(f"{other.display} and {photo.display} would both be saved as "
-                             f"{key.removesuffix('.ext')}.*.",
-                             hint="Put {stem} in --name, or give them different folders.")
+            hint = "Put {stem} in --name, or give them different folders."
+            if other.display == photo.display:  # one photo in two scenes
+                hint = ("Put {scene} in --name." if "scene" not in fields_of(options.name_template)
+                        else "Give the scenes different file names: their stems fill {scene}.")
+            raise UsageError(f"{other.label} and {photo.label} would both be saved as "
+                             f"{key.removesuffix('.ext')}.*.", hint=hint)
 
 
 def plan_batch(photos: list[Photo], scene: PreparedImage | None, scene_source: InputFile | None,
                journal: Journal, options: BatchOptions, scenes: dict | None = None) -> Plan:
-    """Decide, locally and for free, what each photo needs; `scenes` are the manifest's own."""
+    """Decide, locally and for free, what each item needs; `scene` is the only --scene (None with
+    several), `scenes` the others, by the name the items' own `scene` gives."""
     plan = Plan(options.price, job_key(options.request), scene, scene_source, [], scenes or {})
     _refuse_shared_outputs(photos, options.request, plan)
+    checked: dict = {}
+    scene_digests: dict[str, str] = {}
     for photo in photos:
         prepared, source = plan.scene_of(photo)
-        plan.items.append(_plan_item(photo, prepared, digest(source.data), journal, plan.job,
-                                     options))
+        if prepared.name not in scene_digests:
+            scene_digests[prepared.name] = digest(source.data)
+        plan.items.append(_plan_item(photo, prepared, scene_digests[prepared.name], checked,
+                                     journal, plan.job, options))
     items = plan.items
-    warned = [item.warning for item in items if item.warning and item.action in SPENDING]
+    warned = plan.warnings(*SPENDING)
     if warned and options.strict_inputs:
         raise InputError(f"{len(warned)} photos may come back useless: " + "; ".join(warned[:5])
                          + ("; ..." if len(warned) > 5 else "") + ". Nothing was submitted.",

@@ -1,4 +1,5 @@
-"""Which photos a batch covers: files, folders and globs, in a stable order, mirrored to outputs.
+"""Which photos a batch covers: files, folders and globs, in a stable order, mirrored to outputs;
+and with several scenes, every photo paired with every scene.
 
 Outputs mirror the photos' folders relative to the working directory (or, for photos outside
 it, relative to the folder or glob that named them), so same-named photos never collide.
@@ -13,9 +14,10 @@ from pathlib import Path, PurePosixPath
 
 from runflow_bg.errors import UsageError
 from runflow_bg.images import IMAGE_SUFFIXES
-from runflow_bg.naming import FIELDS, OUTPUT_EXTENSIONS, bind_fields, render
+from runflow_bg.naming import FIELDS, OUTPUT_EXTENSIONS, bind_fields, fields_of, render
 
 _GLOB_MAGIC = frozenset("*?[")
+MATRIX_TEMPLATE = "{stem}-{scene}-bg{n}.{ext}"  # the default --name with several scenes
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class Photo:
     folder: PurePosixPath
     named: bool = False  # given by its own name, not found in a folder or by a glob
     row: int = 0  # its manifest row; the fields below are that row's own choices
-    scene: str | None = None
+    scene: str | None = None  # the row's own scene, or the one of several --scene it pairs with
     prompt: str | None = None
     name: str | None = None
     metadata: tuple[tuple[str, str], ...] = ()
@@ -41,7 +43,13 @@ class Photo:
         if self.row:
             return "\0".join((self.display, self.scene or "", self.prompt or "", self.name or "",
                                str(self.folder)))
-        return str(self.folder / self.path.stem)
+        key = str(self.folder / self.path.stem)
+        return f"{key}\0{self.scene}" if self.scene else key  # one --scene: the key it always had
+
+    @property
+    def label(self) -> str:
+        """How messages name the item: its photo, and its scene when it has one of its own."""
+        return f"{self.display} + {self.scene}" if self.scene else self.display
 
     @property
     def fields(self) -> dict:
@@ -130,8 +138,48 @@ def _refuse_collisions(photos: list[Photo]) -> None:
                 hint="Rename one, or put them in different folders.")
 
 
+def collect_scenes(args: list[str]) -> list[str]:
+    """The scenes named by --scene: files, and the images in folders (recursed, hidden files
+    skipped, sorted); the same file named twice counts once. Missing files are kept (they fail
+    when read, before anything is spent)."""
+    scenes: dict[Path, str] = {}
+    for arg in args:
+        path = Path(arg)
+        found = _walk(path) if path.is_dir() else [path]
+        if not found:
+            raise UsageError(f"No scene image in the folder {arg}.",
+                             hint="Put PNG, JPEG or WebP scenes in it, or name the files.")
+        for scene in found:
+            scenes.setdefault(_resolve(scene), os.path.normpath(str(scene)))
+    return list(scenes.values())
+
+
+def matrix_template(template: str, scenes: int, chosen: bool) -> str:
+    """The --name for items that pair with one of `scenes` scenes: with several, the default
+    gains {scene}, so one photo's results in each scene keep apart; a chosen template without
+    {scene} would write them all to one file, and is refused before anything is spent."""
+    if scenes < 2 or "scene" in fields_of(template):
+        return template
+    if not chosen:
+        return MATRIX_TEMPLATE
+    raise UsageError(f"--name {template!r} has no {{scene}}, so each photo's results in the "
+                     f"{scenes} scenes would be saved under one name.",
+                     hint="Put {scene} in --name, e.g. --name \"{stem}-{scene}{n}.{ext}\".")
+
+
+def pair_with_scenes(photos: list[Photo], scenes: list[str]) -> list[Photo]:
+    """Every photo without a scene of its own with each of several scenes, photo by photo; with
+    one scene (or none) the photos as they are, so their items keep their journal keys."""
+    if len(scenes) < 2:
+        return photos
+    paired: list[Photo] = []
+    for photo in photos:
+        paired += [photo] if photo.scene else [with_changes(photo, scene=s) for s in scenes]
+    return paired
+
+
 def drop_earlier_outputs(photos: list[Photo], recorded: set[str], out_dir: Path, template: str,
-                         scene_stem: str) -> tuple[list[Photo], int]:
+                         scene_stems: list[str]) -> tuple[list[Photo], int]:
     """Leave out of folder and glob inputs what the tool itself saved: files the journal recorded
     as outputs, and files standing where another photo's output goes.
 
@@ -143,10 +191,11 @@ def drop_earlier_outputs(photos: list[Photo], recorded: set[str], out_dir: Path,
     would_be_outputs = set()
     for photo in photos:
         folder = root / photo.folder
-        for ext in OUTPUT_EXTENSIONS:
-            name = render(bind_fields(template, photo.fields), stem=photo.path.stem,
-                          scene=scene_stem, index=0, run_id="run", ext=ext)
-            would_be_outputs.add(folder / name)
+        for scene_stem in scene_stems:
+            for ext in OUTPUT_EXTENSIONS:
+                name = render(bind_fields(template, photo.fields), stem=photo.path.stem,
+                              scene=scene_stem, index=0, run_id="run", ext=ext)
+                would_be_outputs.add(folder / name)
     kept = []
     for photo in photos:
         resolved = _resolve(photo.path)

@@ -2,7 +2,8 @@
 spent, so a typo in row 800 is found before row 1 is paid for.
 
 A row names its `photo` and may choose its own `scene`, `prompt`, `name` template, `out`
-subfolder and `metadata.KEY` values; any other column is carried into the results.
+subfolder and `metadata.KEY` values; any other column is carried into the results. A row without
+a scene runs with the --scene, or with each of several (one item per scene).
 """
 
 from __future__ import annotations
@@ -102,28 +103,31 @@ def to_photo(number: int, values: dict) -> Photo:
 
 def check_rows(photos: list[Photo], scenes: Scenes, default_scene: str | None, template: str,
                reporter, keep_profile: bool) -> tuple[list[Photo], list[BadRow]]:
-    """Split the rows into good and bad, reading every photo and scene (free, local); `scenes`
-    gains each scene the good rows use."""
-    good, bad, writes = [], [], {}
+    """Split the rows (a row paired with several scenes, each pair) into good and bad, reading
+    every photo once and every scene (free, local); `scenes` gains each scene the good rows use.
+    A reason is given once for a row, however many of its pairs it spoils."""
+    good, bad, writes, photos_read = [], {}, {}, {}
     for photo in photos:
         try:
-            scene = _check_row(photo, scenes, default_scene, reporter, keep_profile)
+            scene = _check_row(photo, scenes, default_scene, photos_read, reporter, keep_profile)
             own = bind_fields(photo.name or template, photo.fields)
             target = str(photo.folder / render(own, stem=photo.path.stem, scene=scene.stem,
                                                index=0, run_id="run", ext="ext"))
         except RunflowBgError as exc:
-            bad.append(BadRow(photo.row, exc.message))
+            bad.setdefault((photo.row, exc.message), None)
             continue
-        other = writes.setdefault(target, photo.row)
-        if other != photo.row:
-            bad.append(BadRow(photo.row, f"writes {target.removesuffix('.ext')}.* like row {other}"))
+        other = writes.setdefault(target, photo)
+        if other is not photo:
+            pair = f" with {other.scene}" if other.row == photo.row else ""
+            bad.setdefault((photo.row, f"writes {target.removesuffix('.ext')}.* like row "
+                                       f"{other.row}{pair}"), None)
             continue
         good.append(photo)
-    return good, bad
+    return good, [BadRow(row, reason) for row, reason in bad]
 
 
-def _check_row(photo: Photo, scenes: Scenes, default_scene: str | None, reporter,
-               keep_profile: bool) -> PreparedImage:
+def _check_row(photo: Photo, scenes: Scenes, default_scene: str | None, photos_read: dict,
+               reporter, keep_profile: bool) -> PreparedImage:
     if not photo.display or photo.display == ".":
         raise UsageError("no photo")
     folder = PurePosixPath(photo.folder)
@@ -131,7 +135,14 @@ def _check_row(photo: Photo, scenes: Scenes, default_scene: str | None, reporter
         raise UsageError(f"out {folder} must stay inside the output folder")
     if photo.name is not None:
         check_template(photo.name, {key for key, _ in photo.columns})
-    load_image(photo.display, None, reporter, keep_profile=keep_profile)
+    if photo.display not in photos_read:  # what became of reading it; the image is not kept
+        try:
+            load_image(photo.display, None, reporter, keep_profile=keep_profile)
+            photos_read[photo.display] = None
+        except RunflowBgError as exc:
+            photos_read[photo.display] = exc
+    if photos_read[photo.display] is not None:
+        raise photos_read[photo.display]
     name = photo.scene or default_scene
     if name is None:
         raise UsageError("no scene, and no --scene")
@@ -143,5 +154,10 @@ def _check_row(photo: Photo, scenes: Scenes, default_scene: str | None, reporter
 def refuse_bad_rows(bad: list[BadRow], manifest: Path) -> None:
     """Nothing is spent on a manifest with bad rows unless the user said to skip them."""
     shown = "; ".join(str(row) for row in bad[:10]) + ("; ..." if len(bad) > 10 else "")
-    raise InputError(f"{manifest}: {len(bad)} bad rows ({shown}). Nothing was submitted.",
+    raise InputError(f"{manifest}: {count_rows(bad)} bad rows ({shown}). Nothing was submitted.",
                      hint="Fix them, or add --skip-bad-rows to submit the others.")
+
+
+def count_rows(bad: list[BadRow]) -> int:
+    """How many rows are bad (a row paired with several scenes may be bad for more reasons)."""
+    return len({row.row for row in bad})

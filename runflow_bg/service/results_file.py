@@ -28,9 +28,12 @@ def is_failed(values: dict) -> bool:
 
 def result_row(photo: Photo, outcome: dict) -> dict:
     """The input row as given (for a photo named on the command line, `photo` and `scene`)
-    followed by what became of it."""
+    followed by what became of it; a row paired with one of several scenes names that scene,
+    so that, fed back, it is the same request."""
     row = dict(photo.columns) if photo.row else {"photo": photo.display,
                                                  "scene": outcome["scene"]}
+    if photo.row and photo.scene:
+        row["scene"] = photo.scene
     error = outcome["error"]
     row.update({"status": "failed" if error else outcome["status"], "run_id": outcome["run_id"],
                 "cost": outcome["cost"],
