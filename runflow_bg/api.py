@@ -29,7 +29,9 @@ from runflow_bg.errors import UsageError
 from runflow_bg.workspace import Workspace
 
 if TYPE_CHECKING:
+    from runflow_bg.batch_job import BatchJob, OutcomeCallback
     from runflow_bg.models import LogLine, Run
+    from runflow_bg.service.batch import BatchResult
     from runflow_bg.progress import Reporter
     from runflow_bg.service.results import Outcome
 
@@ -166,7 +168,7 @@ class Runflow(Workspace):
         from runflow_bg.service import inputs as checks
 
         options = resolve_request(self.settings, **request,
-                                  delivery=resolve_delivery(self.settings, delivery, self._warn))
+                                  delivery=resolve_delivery(self.settings, delivery, self.warn))
         if zip_url:
             if photo or scene:
                 raise UsageError("Give either PHOTO SCENE or --zip-url, not both.")
@@ -178,9 +180,42 @@ class Runflow(Workspace):
             inputs = checks.replace_inputs(os.fspath(photo), os.fspath(scene), stdin, reporter,
                                            keep_profile=keep_profile, strict=strict_inputs)
         if is_file_like(options.out_dir):
-            self._warn(file_like_warning(options.out_dir))
+            self.warn(file_like_warning(options.out_dir))
         checks.check_output_dir(options.out_dir, create=create_out)
         return inputs, options
+
+    # -- many photos -----------------------------------------------------------------------
+
+    def plan_batch(self, photos: Iterable[str | os.PathLike] = (), *,
+                   scenes: str | os.PathLike | Iterable[str | os.PathLike] = (),
+                   on_progress: Listener = None, **options) -> BatchJob:
+        """Check every input and decide what each item needs, for free (the CLI's --dry-run):
+        a `BatchJob` whose `.plan` says what would be paid for, and whose `.run()` pays.
+        Use it in a `with` block, which closes the journal it holds.
+
+        `photos` are files, folders or globs (or give `manifest=`); `scenes` one scene or
+        several (every photo runs with every scene); `options` are the fields of
+        `runflow_bg.batch_job.BatchRequest`, named as the options of `runflow-bg batch`.
+        """
+        from runflow_bg.batch_job import BatchJob, BatchRequest
+
+        if isinstance(scenes, (str, os.PathLike)):
+            scenes = [scenes]
+        request = BatchRequest(photos=tuple(map(os.fspath, photos)),
+                               scenes=tuple(map(os.fspath, scenes)), **options)
+        return BatchJob.plan_for(self, request, self._reporter(on_progress))
+
+    def batch(self, photos: Iterable[str | os.PathLike] = (), *,
+              scenes: str | os.PathLike | Iterable[str | os.PathLike] = (),
+              on_progress: Listener = None, on_outcome: OutcomeCallback | None = None,
+              **options) -> BatchResult:
+        """Plan and run a batch: each request paid at most once (across processes too), at
+        most `concurrency` in flight, never past `max_cost`. Problems found while planning raise
+        before anything is spent; each item's own failure is in its outcome, and
+        `result.raise_for_failure()` raises what the CLI would exit with. `on_outcome(item,
+        outcome)` hears of each item as it finishes."""
+        with self.plan_batch(photos, scenes=scenes, on_progress=on_progress, **options) as job:
+            return job.run(on_outcome=on_outcome)
 
     # -- runs submitted earlier ------------------------------------------------------------
 
@@ -221,9 +256,9 @@ class Runflow(Workspace):
             out_dir=common.out_dir, name_template=check_template(name) if name else None,
             default_template=common.name_template, overwrite=overwrite, wait=wait,
             timeout=common.timeout, poll=common.poll,
-            delivery=resolve_delivery(self.settings, delivery, self._warn))
+            delivery=resolve_delivery(self.settings, delivery, self.warn))
         if is_file_like(options.out_dir):
-            self._warn(file_like_warning(options.out_dir))
+            self.warn(file_like_warning(options.out_dir))
         reporter = self._reporter(on_progress)
         with self.open_session() as session:
             yield from fetch_runs(session.client, session.journal, list(run_ids), options,

@@ -40,6 +40,10 @@ class Workspace:
         self.clock = clock or Clock()
         self._notice, self._warn, self._log, self._hide = notice, warn, log, hide
 
+    def warn(self, message: str) -> None:
+        """A warning for whoever drives the workspace (`Warning: ...` on the CLI's stderr)."""
+        self._warn(message)
+
     def key(self):
         """The API key's source (AuthError, exit 3, when there is none); a credentials file other
         users can read is worth a warning."""

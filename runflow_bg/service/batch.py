@@ -17,8 +17,8 @@ from pathlib import Path
 
 from runflow_bg.client import RunflowClient
 from runflow_bg.download import SavedFile
-from runflow_bg.errors import (BudgetReached, InputError, InsufficientCredit, Interrupted,
-                               RunFailed, RunflowBgError)
+from runflow_bg.errors import (BudgetReached, CreateUnknown, InputError, InsufficientCredit,
+                               Interrupted, RunFailed, RunflowBgError, UnavailableError)
 from runflow_bg.fsutil import remove_stale_parts
 from runflow_bg.journal import FAILED, SUBMITTED, SUCCEEDED, Entry, Journal, Request
 from runflow_bg.models import Run
@@ -35,6 +35,8 @@ from runflow_bg.service.submit import submit
 
 @dataclass
 class BatchResult:
+    """What became of a batch: each item's outcome, the runs created and the money spent."""
+
     outcomes: list[Outcome]
     runs_created: int
     spent: Decimal
@@ -52,6 +54,36 @@ class BatchResult:
             "cached": lambda o: o.cached,
         }
         return sum(1 for outcome in self.outcomes if checks[kind](outcome))
+
+    def failure(self) -> RunflowBgError | None:
+        """The error the batch as a whole ends with (None when every item is done): an
+        interruption, then lack of credit or budget, then the items' own failures."""
+        ids = ", ".join(self.in_flight) or "none"
+        if self.interrupted:
+            return Interrupted(f"Interrupted; runs still in flight: {ids}.",
+                               hint="Run the same command again to resume; nothing is paid twice.")
+        if isinstance(self.stopped_by, InsufficientCredit):
+            return InsufficientCredit(f"Runflow refused further runs for lack of credit; "
+                                      f"{self.left_over} items were not submitted.")
+        if self.left_over:
+            return BudgetReached(f"--max-cost reached; {self.left_over} items were not submitted.")
+        failures = [o.error for o in self.outcomes if o.error is not None]
+        if failures and all(isinstance(e, CreateUnknown) for e in failures):
+            return CreateUnknown(f"{len(failures)} items stopped: whether their runs were created "
+                                 "is unknown.")
+        if failures and all(isinstance(e, UnavailableError) for e in failures):
+            return UnavailableError(f"{len(failures)} items failed: Runflow stayed unavailable.")
+        if failures:
+            return RunFailed(f"{len(failures)} of {len(self.outcomes)} items failed.",
+                             hint="Fix what the messages above say, then run again with "
+                                  "--retry-failed.")
+        return None
+
+    def raise_for_failure(self) -> None:
+        """Raise `failure()`, if there is one."""
+        error = self.failure()
+        if error is not None:
+            raise error
 
 
 class _Gate:
