@@ -106,6 +106,7 @@ def root(
     from runflow_bg.cli.context import Invocation
 
     ctx.obj = Invocation.from_environment(api_key=api_key, base_url=base_url, debug=debug)
+    ctx.call_on_close(ctx.obj.close)
 
 
 app.command("replace", help=replace_cmd.HELP)(replace_cmd.replace)

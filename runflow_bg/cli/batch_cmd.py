@@ -16,9 +16,11 @@ HELP = "Replace the background of many photos with one scene; resumable, paid on
 def batch(
     ctx: typer.Context,
     photos: Optional[List[str]] = typer.Argument(
-        None, metavar="[PHOTO]...", help="Photos: files, folders (recursed) or quoted globs."),
+        None, metavar="[PHOTO]...",
+        help="Photos: files, folders (recursed), quoted globs or https URLs."),
     scene: Optional[str] = typer.Option(None, "--scene", metavar="SCENE",
-                                        help="The scene image (for rows without their own)."),
+                                        help="The scene image or its https URL (for rows "
+                                             "without their own)."),
     manifest: Optional[Path] = typer.Option(
         None, "--manifest", metavar="FILE",
         help="A .csv or .jsonl catalogue: one request per row (photo, scene, prompt, name, out, "
@@ -86,6 +88,7 @@ def batch(
     invocation = ctx.obj
     settings = invocation.settings
     terminal = invocation.terminal.configure(quiet=quiet, verbose=verbose or invocation.debug)
+    invocation.read_urls(refetch=no_cache)
     rows = manifest_rows.read_rows(manifest) if manifest is not None else []
     request = opt.resolve_common(settings, out=out, name=name, timeout=timeout,
                                  poll_interval=poll_interval, metadata=metadata,

@@ -40,6 +40,7 @@ class Invocation:
     terminal: Terminal
     debug: bool = False
     clock: Clock = field(default_factory=lambda: new_clock())
+    closing: list = field(default_factory=list)  # what to close when the command ends
 
     @classmethod
     def from_environment(cls, *, api_key: str | None, base_url: str | None,
@@ -76,6 +77,31 @@ class Invocation:
                              log=self.terminal.log, trust_env=not local,
                              connections=connections, create_grace=settings.create_grace,
                              on_retry=self.terminal.notice)
+
+    def read_urls(self, *, refetch: bool = False) -> None:
+        """Let this command take photos and scenes by URL: fetched on first use through the
+        cache folder, with this invocation's retries, timeout and clock, never with the key;
+        `refetch` (--no-cache) fetches them afresh instead of reusing kept copies."""
+        from runflow_bg.images import read_urls_with
+        from runflow_bg.remote import UrlInputs, open_transport
+        from runflow_bg.transport import RetryPolicy
+
+        settings, terminal = self.settings, self.terminal
+
+        def connect():
+            return open_transport(retry=RetryPolicy(max_attempts=settings.retries),
+                                  timeout=settings.http_timeout, clock=self.clock,
+                                  log=terminal.log, on_retry=terminal.notice)
+
+        inputs = UrlInputs(settings.paths.cache_dir / "inputs", connect, refetch=refetch,
+                           log=terminal.log)
+        read_urls_with(inputs.read)
+        self.closing += [inputs.close, lambda: read_urls_with(None)]
+
+    def close(self) -> None:
+        """Release what the command opened (called once it has ended, however it ended)."""
+        while self.closing:
+            self.closing.pop()()
 
     def anonymous_client(self, key: str | None = None):
         """A client that may have no key (health checks, checking a key before saving it)."""

@@ -16,9 +16,10 @@ HELP = "Replace the background of PHOTO with SCENE: pack, upload, run, wait, dow
 def replace(
     ctx: typer.Context,
     photo: Optional[str] = typer.Argument(None, metavar="PHOTO",
-                                          help="Product photo (PNG, JPEG, WebP; - for stdin)."),
+                                          help="Product photo (PNG, JPEG, WebP; an https URL; - for stdin)."),
     scene: Optional[str] = typer.Argument(None, metavar="SCENE",
-                                          help="Scene image to place the product in."),
+                                          help="Scene image (or its https URL) to place the "
+                                               "product in."),
     prompt: Optional[str] = opt.PROMPT,
     out: Optional[Path] = opt.OUT,
     name: Optional[str] = opt.NAME,
@@ -62,9 +63,11 @@ def replace(
     from runflow_bg.service import inputs as checks
     from runflow_bg.service.replace import check_outputs, dry_run_summary, replace as run_replace
     from runflow_bg.service.results import Outcome
+    from runflow_bg.urls import input_label
 
     invocation = ctx.obj
     terminal = invocation.terminal.configure(quiet=quiet, verbose=verbose or invocation.debug)
+    invocation.read_urls(refetch=no_cache)
     settings = opt.resolve_common(invocation.settings, out=out, name=name, timeout=timeout,
                                   poll_interval=poll_interval, metadata=metadata,
                                   callback_url=callback_url, prompt=prompt, overwrite=overwrite,
@@ -93,8 +96,8 @@ def replace(
     except RunflowBgError as exc:
         reporter.close()
         if as_json:
-            photo_name = inputs.photo if inputs else photo
-            scene_name = inputs.scene if inputs else scene
+            photo_name = inputs.photo if inputs else input_label(photo or "")
+            scene_name = inputs.scene if inputs else input_label(scene or "")
             terminal.out_json(Outcome(photo=photo_name or "", scene=scene_name or "",
                                       prompt=settings.prompt, error=exc).to_json(signed_urls))
         raise

@@ -13,14 +13,19 @@ from pathlib import Path, PurePosixPath
 
 from runflow_bg.errors import UsageError
 from runflow_bg.images import IMAGE_SUFFIXES
-from runflow_bg.naming import FIELDS, OUTPUT_EXTENSIONS, bind_fields, render
+from runflow_bg.naming import FIELDS, OUTPUT_EXTENSIONS, bind_fields, render, url_file_name
+from runflow_bg.urls import input_label, is_url, redact_url
 
 _GLOB_MAGIC = frozenset("*?[")
 
 
 @dataclass(frozen=True)
 class Photo:
-    """One photo of a batch and where its outputs go, relative to the output folder."""
+    """One photo of a batch and where its outputs go, relative to the output folder.
+
+    A photo given by URL has the URL's file name as its `path` (what its outputs are named
+    after) and the URL without its query as its `display`; `url` is what is fetched.
+    """
 
     path: Path
     display: str
@@ -33,14 +38,20 @@ class Photo:
     metadata: tuple[tuple[str, str], ...] = ()
     columns: tuple[tuple[str, str], ...] = ()  # the row as given, echoed into the results
     position: int = 0  # 1-based place among the photos named on the command line
+    url: str | None = None
+
+    @property
+    def source(self) -> str:
+        """What to read: the file, or the whole URL."""
+        return self.url or self.display
 
     @property
     def key(self) -> str:
         """Identifies the item across runs of the same command: its mirrored location, or for a
         manifest row what the request is made of, so a reordered manifest still resumes."""
         if self.row:
-            return "\0".join((self.display, self.scene or "", self.prompt or "", self.name or "",
-                               str(self.folder)))
+            return "\0".join((self.display, input_label(self.scene or ""), self.prompt or "",
+                               self.name or "", str(self.folder)))
         return str(self.folder / self.path.stem)
 
     @property
@@ -56,6 +67,11 @@ def _resolve(path: Path) -> Path:
         return path.resolve()
     except (RuntimeError, OSError):
         return path.absolute()
+
+
+def url_photo(url: str, folder: PurePosixPath = PurePosixPath(), **fields) -> Photo:
+    """A photo given by URL; its outputs are named after the URL's file name."""
+    return Photo(Path(url_file_name(url)), redact_url(url), folder, named=True, url=url, **fields)
 
 
 def _is_image(path: Path) -> bool:
@@ -89,7 +105,7 @@ def _glob_base(pattern: str) -> Path:
 
 def collect_photos(args: list[str], cwd: Path) -> list[Photo]:
     """Every photo named by `args`, deduplicated, sorted; missing files are kept (they fail)."""
-    photos: dict[Path, Photo] = {}
+    photos: dict[Path | str, Photo] = {}
 
     def add(path: Path, base: Path, named: bool = False) -> None:
         """Mirror the folder relative to the working directory, else relative to `base`."""
@@ -101,7 +117,9 @@ def collect_photos(args: list[str], cwd: Path) -> list[Photo]:
 
     for arg in args:
         path = Path(arg)
-        if path.is_dir():
+        if is_url(arg):
+            photos.setdefault(arg, url_photo(arg))
+        elif path.is_dir():
             for found in _walk(path):
                 add(found, path)
         elif _GLOB_MAGIC & set(arg) and not path.exists():
