@@ -50,7 +50,8 @@ class ImageHost:
             self._server.socket = self._tls.server_context.wrap_socket(self._server.socket,
                                                                       server_side=True)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True)
 
     def __enter__(self) -> ImageHost:
         self._thread.start()
