@@ -29,11 +29,11 @@ from runflow_bg.clock import Clock
 from runflow_bg.errors import InputError, UnavailableError
 from runflow_bg.fsutil import atomic_write_bytes, private_dir
 from runflow_bg.images import MAX_INPUT_BYTES, InputFile
+from runflow_bg.transfers import MAX_REDIRECTS
 from runflow_bg.transport import (TRANSFER_RATE, Attempt, RetryPolicy, Transport, http_client,
                                   retryable_status)
 from runflow_bg.urls import is_allowed_url, redact_url
 
-MAX_REDIRECTS = 5
 ACCEPT = "image/png, image/jpeg, image/webp, image/*;q=0.8, */*;q=0.5"
 _MAX_VALIDATOR = 512
 _URL_HINT = "Give the image's https:// URL, or download it and give the file."

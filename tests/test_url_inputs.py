@@ -76,16 +76,21 @@ def test_the_api_key_never_reaches_the_image_host_nor_a_redirect(emu, host, work
 def test_a_signed_query_is_never_printed_nor_stored(emu, host, work, env, isolated_env):
     url = host.put("/p.png", image_bytes(), etag='"v1"') + "?" + SIGNATURE
     gone = host.url("/gone.png") + "?" + SIGNATURE
+    scene = host.put("/beach.png", scene_bytes(work)) + "?" + SIGNATURE
+    (work / "items.jsonl").write_text(json.dumps({"photo": url, "scene": scene}) + "\n")
     results = [run_cli("replace", url, "marble.jpg", "-o", "out", "-v", "--json", env=env,
                        cwd=work),
                run_cli("replace", gone, "marble.jpg", "--json", env=env, cwd=work),
                run_cli("batch", url, gone, "--scene", "marble.jpg", "-o", "more", "--yes",
-                       "--json", "--report", "report.html", env=env, cwd=work)]
-    assert [result.returncode for result in results] == [0, 4, 6]
+                       "--json", "--report", "report.html", env=env, cwd=work),
+               run_cli("batch", "--manifest", "items.jsonl", "-o", "rows", "--yes", "--json",
+                       env=env, cwd=work)]
+    assert [result.returncode for result in results] == [0, 4, 6, 0]
     assert json.loads(results[1].stdout)["photo"] == host.url("/gone.png")
     for result in results:
         assert "0ddba11c0ffee" not in output_of(result)
-    kept = [path for path in [*isolated_env.rglob("*"), *work.rglob("*")] if path.is_file()]
+    kept = [path for path in [*isolated_env.rglob("*"), *work.rglob("*")]
+            if path.is_file() and path.name != "items.jsonl"]  # the manifest given holds it
     assert any(path.parent.name == "inputs" for path in kept), "the photo was kept in the cache"
     for path in kept:
         assert b"0ddba11c0ffee" not in path.read_bytes(), path
@@ -226,6 +231,17 @@ def test_batch_fetches_and_checks_every_url_before_the_first_create(emu, host, w
     assert sorted(seen.path for seen in host.seen()) == ["/beach.png", "/gone.png", "/mug.png"]
     assert {seen.context for seen in host.seen()} == {0}, "every fetch came before any create"
     assert len(emu.runs()) == 1
+
+
+def test_two_urls_with_one_file_name_are_refused_before_any_fetch(emu, host, work, env):
+    result = run_cli("batch", host.url("/a/p.png"), host.url("/b/p.png"), "--scene",
+                     "marble.jpg", "--yes", env=env, cwd=work)
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert (f"Error: {host.url('/a/p.png')} and {host.url('/b/p.png')} would be saved under "
+            "the same name.") in stderr
+    assert "Hint: Give them in a --manifest with an `out` or `name` column" in stderr
+    assert host.seen() == [] and emu.requests == []
 
 
 def test_a_manifest_row_whose_url_fails_is_a_bad_row(emu, host, work, env):

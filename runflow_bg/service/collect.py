@@ -143,9 +143,11 @@ def _refuse_collisions(photos: list[Photo]) -> None:
     for photo in photos:
         other = seen.setdefault(photo.key, photo)
         if other is not photo:
+            hint = ("Give them in a --manifest with an `out` or `name` column for each."
+                    if photo.url or other.url else "Rename one, or put them in different folders.")
             raise UsageError(
                 f"{other.display} and {photo.display} would be saved under the same name.",
-                hint="Rename one, or put them in different folders.")
+                hint=hint)
 
 
 def drop_earlier_outputs(photos: list[Photo], recorded: set[str], out_dir: Path, template: str,

@@ -18,9 +18,9 @@ from runflow_bg.errors import InputError, RunflowBgError, UsageError
 from runflow_bg.images import InputFile, PreparedImage
 from runflow_bg.naming import bind_fields, check_template, render
 from runflow_bg.service.collect import Photo, url_photo
-from runflow_bg.urls import is_url
 from runflow_bg.service.inputs import load_image
 from runflow_bg.service.results_file import RESULT_COLUMNS, is_failed
+from runflow_bg.urls import is_url
 
 OWN_COLUMNS = frozenset({"photo", "scene", "prompt", "name", "out"})
 METADATA_PREFIX = "metadata."
