@@ -16,7 +16,8 @@ HELP = "Replace the background of PHOTO with SCENE: pack, upload, run, wait, dow
 def replace(
     ctx: typer.Context,
     photo: Optional[str] = typer.Argument(None, metavar="PHOTO",
-                                          help="Product photo (PNG, JPEG, WebP; an https URL; - for stdin)."),
+                                          help="Product photo (PNG, JPEG, WebP; an https URL; "
+                                               "- for stdin)."),
     scene: Optional[str] = typer.Argument(None, metavar="SCENE",
                                           help="Scene image (or its https URL) to place the "
                                                "product in."),
