@@ -103,6 +103,9 @@ def test_a_signed_query_is_never_printed_nor_stored(emu, host, work, env, isolat
     for path in kept:
         assert b"0ddba11c0ffee" not in path.read_bytes(), path
     assert all("0ddba11c0ffee" in seen.path for seen in host.seen("/p.png"))
+    inputs = isolated_env / "cache" / "inputs"
+    assert inputs.stat().st_mode & 0o777 == 0o700
+    assert {path.stat().st_mode & 0o777 for path in inputs.iterdir()} == {0o600}
 
 
 def test_a_manifest_row_with_an_https_photo(emu, host, work, env):
