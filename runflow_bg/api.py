@@ -132,11 +132,12 @@ class Runflow(Workspace):
         from runflow_bg.service.replace import replace as run_replace
 
         reporter = self._reporter(on_progress)
-        inputs, options = self._replace_request(
-            reporter, photo, scene, zip_url, image, reference, keep_profile, strict_inputs, stdin,
-            out=out, prompt=prompt, name=name, overwrite=overwrite, wait=wait, timeout=timeout,
-            poll_interval=poll_interval, callback_url=callback_url, metadata=metadata,
-            use_cache=use_cache, delivery=delivery)
+        with self.url_inputs(refetch=not use_cache):
+            inputs, options = self._replace_request(
+                reporter, photo, scene, zip_url, image, reference, keep_profile, strict_inputs,
+                stdin, out=out, prompt=prompt, name=name, overwrite=overwrite, wait=wait,
+                timeout=timeout, poll_interval=poll_interval, callback_url=callback_url,
+                metadata=metadata, use_cache=use_cache, delivery=delivery)
         with self.open_session(local=local) as session:
             return run_replace(session.client, session.journal, inputs, options, reporter)
 
@@ -150,10 +151,11 @@ class Runflow(Workspace):
         reporter = self._reporter(on_progress)
         picked = {key: request.pop(key, None) for key in
                   ("zip_url", "image", "reference", "keep_profile", "strict_inputs", "stdin")}
-        inputs, options = self._replace_request(
-            reporter, photo, scene, picked["zip_url"], picked["image"], picked["reference"],
-            bool(picked["keep_profile"]), bool(picked["strict_inputs"]), picked["stdin"],
-            create_out=False, **request)
+        with self.url_inputs(refetch=not request.get("use_cache", True)):
+            inputs, options = self._replace_request(
+                reporter, photo, scene, picked["zip_url"], picked["image"], picked["reference"],
+                bool(picked["keep_profile"]), bool(picked["strict_inputs"]), picked["stdin"],
+                create_out=False, **request)
         journal = self.open_journal(local=local)
         try:
             check_outputs(journal, inputs, options)

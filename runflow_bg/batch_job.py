@@ -8,6 +8,7 @@ paths, and what the journal says of earlier runs: locally and for free. Only `ru
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass, replace as with_changes
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -101,17 +102,31 @@ class BatchJob:
     """A planned batch, holding the journal (and, once connected, a client) until closed."""
 
     def __init__(self, workspace: Workspace, request: BatchRequest, plan: Plan,
-                 options: BatchOptions, journal, reporter: Reporter, excluded: int) -> None:
+                 options: BatchOptions, journal, reporter: Reporter, excluded: int,
+                 held: ExitStack) -> None:
         self.workspace, self.request, self.plan, self.options = workspace, request, plan, options
         self.excluded = excluded  # earlier outputs left out of folders and globs
         self._journal, self._reporter = journal, reporter
-        self._client = self._client_context = self._runner = None
+        self._held = held  # the journal and the URL reader, closed with the job
+        self._client = self._runner = None
 
     # -- planning: free --------------------------------------------------------------------
 
     @classmethod
     def plan_for(cls, workspace: Workspace, request: BatchRequest, reporter: Reporter) -> BatchJob:
-        """Check everything and decide what each item needs; raises before anything is spent."""
+        """Check everything and decide what each item needs; raises before anything is spent.
+        Inputs by URL are read while the job is open (planning checks the bytes runs send)."""
+        held = ExitStack()
+        held.enter_context(workspace.url_inputs(refetch=not request.use_cache))
+        try:
+            return cls._plan(workspace, request, reporter, held)
+        except BaseException:
+            held.close()
+            raise
+
+    @classmethod
+    def _plan(cls, workspace: Workspace, request: BatchRequest, reporter: Reporter,
+              held: ExitStack) -> BatchJob:
         from runflow_bg.service import collect, manifest as manifest_rows
         from runflow_bg.service.batch_plan import BatchOptions, plan_batch
         from runflow_bg.service.inputs import check_output_dir, load_image
@@ -160,20 +175,17 @@ class BatchJob:
             found = _manifest_items(manifest, rows, scene_names, scenes, options.name_template,
                                     reporter, request)
         journal = workspace.open_journal(local=local, shard=shard)
-        try:
-            if manifest is None:
-                found = collect.collect_photos(list(request.photos), Path.cwd())
-                if not request.include_outputs:
-                    found, excluded = collect.drop_earlier_outputs(
-                        found, journal.recorded_outputs(), options.out_dir, options.name_template,
-                        [scenes[each][0].stem for each in scene_names])
-                found = collect.pair_with_scenes(found, scene_names)
-            plan = plan_batch(collect.take_shard(found, shard), scene_image, scene_source,
-                              journal, batch_options, scenes)
-        except BaseException:
-            journal.close()
-            raise
-        job = cls(workspace, request, plan, batch_options, journal, reporter, excluded)
+        held.callback(journal.close)
+        if manifest is None:
+            found = collect.collect_photos(list(request.photos), Path.cwd())
+            if not request.include_outputs:
+                found, excluded = collect.drop_earlier_outputs(
+                    found, journal.recorded_outputs(), options.out_dir, options.name_template,
+                    [scenes[each][0].stem for each in scene_names])
+            found = collect.pair_with_scenes(found, scene_names)
+        plan = plan_batch(collect.take_shard(found, shard), scene_image, scene_source,
+                          journal, batch_options, scenes)
+        job = cls(workspace, request, plan, batch_options, journal, reporter, excluded, held)
         job.announce()
         return job
 
@@ -220,9 +232,8 @@ class BatchJob:
         """Open the client, take the price Runflow charges now, and say what the plan costs;
         returns the account's balance when runs are to be paid for (None if unknown)."""
         if self._client is None:
-            self._client_context = self.workspace.open_client(
-                local=self.options.local, connections=self.options.concurrency)
-            self._client = self._client_context.__enter__()
+            self._client = self._held.enter_context(self.workspace.open_client(
+                local=self.options.local, connections=self.options.concurrency))
         paying = bool(self.plan.runs_to_create) and not self.options.local
         if paying:
             self.plan.price = self.workspace.price(self._client).amount
@@ -275,12 +286,8 @@ class BatchJob:
                          preset=PRESETS.get(preset) if preset else None)
 
     def close(self) -> None:
-        try:
-            if self._client_context is not None:
-                self._client_context.__exit__(None, None, None)
-        finally:
-            self._client = self._client_context = None
-            self._journal.close()
+        self._client = None
+        self._held.close()
 
     def __enter__(self) -> BatchJob:
         return self

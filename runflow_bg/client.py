@@ -42,7 +42,8 @@ from runflow_bg.models import (
 )
 from runflow_bg import transfers
 from runflow_bg.transfers import ByteCallback, Fetched, UrlExpired
-from runflow_bg.transport import Reply, RetryPolicy, Transport, Unreachable, parse_retry_after
+from runflow_bg.transport import (Reply, RetryPolicy, Transport, Unreachable, http_client,
+                                  parse_retry_after)
 from runflow_bg.urls import DEFAULT_BASE_URL, is_allowed_url, normalize_base_url, redact_url
 
 MODEL = "runflow/background-replace"
@@ -123,16 +124,10 @@ class RunflowClient:
         api_headers = dict(headers)
         if self._api_key:
             api_headers["Authorization"] = f"Bearer {self._api_key}"
-        try:
-            api = httpx.Client(headers=api_headers, transport=transport, follow_redirects=False,
-                               limits=limits, trust_env=trust_env)
-            storage = httpx.Client(headers=headers, transport=storage_transport or transport,
-                                   follow_redirects=False, limits=limits, trust_env=trust_env)
-        except OSError as exc:  # ssl.SSLError included: a CA bundle that cannot be loaded
-            raise UsageError(
-                f"Cannot load the CA certificates named by SSL_CERT_FILE or SSL_CERT_DIR "
-                f"({exc.strerror or exc}).",
-                hint="Point SSL_CERT_FILE at a PEM file of CA certificates, or unset it.") from None
+        api = http_client(headers=api_headers, transport=transport, follow_redirects=False,
+                          limits=limits, trust_env=trust_env)
+        storage = http_client(headers=headers, transport=storage_transport or transport,
+                              follow_redirects=False, limits=limits, trust_env=trust_env)
         self._api = Transport(api, policy, self.clock, attempt_seconds=timeout, log=self._note,
                               on_retry=on_retry)
         self._storage = Transport(storage, policy, self.clock, attempt_seconds=timeout,

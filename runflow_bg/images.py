@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
 from runflow_bg.errors import InputError
+from runflow_bg.naming import input_stem
+from runflow_bg.urls import input_label, is_url
 
 MAX_SIDE = 4096
 LARGE_PIXELS = 24_000_000
@@ -62,15 +64,35 @@ class PreparedImage:
 
     @property
     def stem(self) -> str:
-        return Path(self.name).stem if self.name != "-" else "stdin"
+        return input_stem(self.name)
 
     def describe(self) -> str:
         return f"{self.name} ({self.width}x{self.height} {self.source_format})"
 
 
+UrlReader = Callable[[str], InputFile]
+_url_reader: UrlReader | None = None
+
+
+def read_urls_with(reader: UrlReader | None) -> UrlReader | None:
+    """Let `read_input` take URLs, read by `reader` (None: refuse them); returns the reader it
+    replaces. A use case sets one for its length (`Workspace.url_inputs`), so that `replace`,
+    `batch` and manifests all take URLs the same way."""
+    global _url_reader
+    previous, _url_reader = _url_reader, reader
+    return previous
+
+
 def read_input(name: str, stdin: BinaryIO | None = None) -> InputFile:
-    """Read a photo or scene: a regular, non-empty file under 50 MiB, or `-` for stdin."""
-    if name == "-":
+    """Read a photo or scene: a regular, non-empty file under 50 MiB, `-` for stdin, or a URL
+    (fetched by the reader `read_urls_with` set, then checked like a file)."""
+    if is_url(name):
+        if _url_reader is None:
+            raise InputError(f"{input_label(name)}: URLs are not read here.",
+                             hint="Download the image and give its file.")
+        source = _url_reader(name)
+        name, data, path = source.name, source.data, None
+    elif name == "-":
         if stdin is None:
             raise InputError("Standard input is not available.")
         data = stdin.read(MAX_INPUT_BYTES + 1)

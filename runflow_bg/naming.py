@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import string
 import unicodedata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
 
 from runflow_bg.errors import InputError, UsageError
+from runflow_bg.urls import is_url, redact_url
 
 DEFAULT_TEMPLATE = "{stem}-bg{n}.{ext}"
 FIELDS = frozenset({"stem", "scene", "n", "run", "ext", "row"})
@@ -24,6 +27,29 @@ def safe_component(text: str, fallback: str = "output") -> str:
     text = _UNSAFE.sub("_", text).strip().lstrip(".")
     text = text[:_MAX_COMPONENT].rstrip(". ")
     return text or fallback
+
+
+def url_file_name(url: str) -> str:
+    """The file name a URL input stands for: its path's last segment, percent-decoded and made
+    safe (no query, separators, control characters or dot-names, at most 120 characters); when
+    nothing usable is left, `url-` and a hash of the URL without its query."""
+    try:
+        segment = urlsplit(url).path.rstrip("/").rpartition("/")[2]
+    except ValueError:
+        segment = ""
+    name = safe_component(unquote(segment), fallback="")
+    if PurePosixPath(name).stem:
+        return name
+    return "url-" + hashlib.sha256(redact_url(url).encode()).hexdigest()[:12]
+
+
+def input_stem(name: str) -> str:
+    """`{stem}` of an input: a file's stem, a URL's file name's stem, `stdin` for `-`."""
+    if name == "-":
+        return "stdin"
+    if is_url(name):
+        return PurePosixPath(url_file_name(name)).stem
+    return Path(name).stem
 
 
 def check_template(template: str, columns: frozenset[str] | set[str] = frozenset()) -> str:

@@ -16,6 +16,7 @@ shared 429 pause, the injectable clock and the body read cannot reach; so the lo
 from __future__ import annotations
 
 import random
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterable
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 import httpx
 
 from runflow_bg.clock import Clock
-from runflow_bg.errors import ProtocolError, UnavailableError
+from runflow_bg.errors import ProtocolError, UnavailableError, UsageError
 from runflow_bg.models import clean_text
 from runflow_bg.urls import redact_url
 
@@ -116,15 +117,38 @@ _CAUSES = (
 )
 
 
+def unknown_host(exc: BaseException | None) -> bool:
+    """True when the host name did not resolve (a typo, or no DNS)."""
+    while exc is not None:
+        if isinstance(exc, socket.gaierror):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def describe_transport_error(exc: httpx.TransportError) -> str:
     """A short cause for a network failure; httpx's own text may carry a URL, so it is unused."""
     if untrusted_certificate(exc):
         return ("its TLS certificate is not trusted (behind a TLS-inspecting proxy, point "
                 "SSL_CERT_FILE at your company's CA bundle)")
+    if unknown_host(exc):
+        return "its host name could not be resolved"
     for kind, text in _CAUSES:
         if isinstance(exc, kind):
             return text
     return "a network error"
+
+
+def http_client(**options: Any) -> httpx.Client:
+    """An httpx client; a CA bundle (SSL_CERT_FILE, SSL_CERT_DIR) that cannot be loaded is a
+    usage error, the same for every client the tool makes."""
+    try:
+        return httpx.Client(**options)
+    except OSError as exc:  # ssl.SSLError included
+        raise UsageError(
+            f"Cannot load the CA certificates named by SSL_CERT_FILE or SSL_CERT_DIR "
+            f"({exc.strerror or exc}).",
+            hint="Point SSL_CERT_FILE at a PEM file of CA certificates, or unset it.") from None
 
 
 class Unreachable(UnavailableError):
@@ -133,7 +157,8 @@ class Unreachable(UnavailableError):
     def __init__(self, exc: httpx.TransportError, url: str) -> None:
         super().__init__(
             f"Could not reach {redact_url(url)}: {describe_transport_error(exc)}.",
-            hint="Check the network and proxy settings (HTTPS_PROXY, NO_PROXY), then try again.")
+            hint=("Check the host name's spelling, " if unknown_host(exc) else "Check ")
+            + "the network and proxy settings (HTTPS_PROXY, NO_PROXY), then try again.")
         self.never_sent = never_sent(exc)
 
 
@@ -184,12 +209,17 @@ class Attempt:
         if self.clock.now() > self.deadline:
             raise AttemptTooSlow("the answer took too long", request=request)
 
-    def read_body(self, response: httpx.Response, cap: int, what: str) -> bytes:
-        """The decoded body, refused past `cap` bytes or past the attempt's deadline."""
+    def read_body(self, response: httpx.Response, cap: int, what: str,
+                  too_large: Callable[[], Exception] | None = None) -> bytes:
+        """The decoded body, refused past `cap` bytes (counted after any Content-Encoding, so a
+        gzip bomb stops there too) or past the attempt's deadline; `too_large` makes the error
+        for a body that is not Runflow's."""
         chunks, size = [], 0
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > cap:
+                if too_large is not None:
+                    raise too_large()
                 raise ProtocolError(f"Runflow's {what} answer is over {cap // (1024 * 1024)} MiB; "
                                     "refused.")
             chunks.append(chunk)

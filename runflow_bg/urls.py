@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_BASE_URL = "https://api.runflow.io"
+_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -32,6 +34,17 @@ def is_allowed_url(url: str) -> bool:
     if parts.scheme == "https":
         return True
     return parts.scheme == "http" and is_loopback_host(parts.hostname)
+
+
+def is_url(name: str) -> bool:
+    """True when an input is named as `scheme://...`: fetched (or refused), never a file."""
+    return bool(_SCHEME.match(name))
+
+
+def input_label(name: str) -> str:
+    """How an input is shown and recorded: a URL without its query (which may be a signature),
+    a file name as given."""
+    return redact_url(name) if is_url(name) else name
 
 
 def redact_url(url: str) -> str:

@@ -113,6 +113,31 @@ class Workspace:
         return journal
 
     @contextmanager
+    def url_inputs(self, *, refetch: bool = False) -> Iterator[None]:
+        """Photos and scenes by URL for the length of a use case: fetched on first use through
+        the cache folder, with these settings' retries, timeout and clock, never with the key;
+        `refetch` (--no-cache) fetches them afresh instead of reusing kept copies."""
+        from runflow_bg.images import read_urls_with
+        from runflow_bg.remote import UrlInputs, open_transport
+        from runflow_bg.transport import RetryPolicy
+
+        settings = self.settings
+
+        def connect():
+            return open_transport(retry=RetryPolicy(max_attempts=settings.retries),
+                                  timeout=settings.http_timeout, clock=self.clock,
+                                  log=self._log, on_retry=self._notice)
+
+        inputs = UrlInputs(settings.paths.cache_dir / "inputs", connect, refetch=refetch,
+                           log=self._log)
+        previous = read_urls_with(inputs.read)
+        try:
+            yield
+        finally:
+            read_urls_with(previous)
+            inputs.close()
+
+    @contextmanager
     def open_session(self, *, local: bool = False) -> Iterator[Session]:
         journal = self.open_journal(local=local)
         try:

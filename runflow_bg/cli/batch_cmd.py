@@ -18,12 +18,13 @@ HELP = ("Replace the background of many photos with one scene, or each with seve
 def batch(
     ctx: typer.Context,
     photos: Optional[List[str]] = typer.Argument(
-        None, metavar="[PHOTO]...", help="Photos: files, folders (recursed) or quoted globs."),
+        None, metavar="[PHOTO]...",
+        help="Photos: files, folders (recursed), quoted globs or https URLs."),
     scene: List[str] = typer.Option(
         [], "--scene", metavar="SCENE",
-        help="A scene image, or a folder of them (recursed). Repeatable: every photo (every row "
-             "without its own scene) runs with every scene; then --name needs {scene} "
-             "(default {stem}-{scene}-bg{n}.{ext})."),
+        help="A scene image, its https URL, or a folder of them (recursed). Repeatable: every "
+             "photo (every row without its own scene) runs with every scene; then --name needs "
+             "{scene} (default {stem}-{scene}-bg{n}.{ext})."),
     manifest: Optional[Path] = typer.Option(
         None, "--manifest", metavar="FILE",
         help="A .csv or .jsonl catalogue: one request per row (photo, scene, prompt, name, out, "

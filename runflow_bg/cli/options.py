@@ -24,7 +24,8 @@ SIGNED_URLS = typer.Option(False, "--signed-urls",
                                 "access to the files until they expire).")
 DRY_RUN = typer.Option(False, "--dry-run", help="Validate and pack, show what would be sent; no network.")
 LOCAL = typer.Option(False, "--local", help="Run against the built-in emulator: offline and free.")
-NO_CACHE = typer.Option(False, "--no-cache", help="Submit even if an identical request succeeded.")
+NO_CACHE = typer.Option(False, "--no-cache", help="Submit even if an identical request "
+                        "succeeded, and fetch URL inputs afresh.")
 QUIET = typer.Option(False, "-q", "--quiet", help="Only errors on stderr.")
 VERBOSE = typer.Option(False, "-v", "--verbose", help="More detail on stderr.")
 

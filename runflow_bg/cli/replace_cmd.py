@@ -16,9 +16,11 @@ HELP = "Replace the background of PHOTO with SCENE: pack, upload, run, wait, dow
 def replace(
     ctx: typer.Context,
     photo: Optional[str] = typer.Argument(None, metavar="PHOTO",
-                                          help="Product photo (PNG, JPEG, WebP; - for stdin)."),
+                                          help="Product photo (PNG, JPEG, WebP; an https URL; "
+                                               "- for stdin)."),
     scene: Optional[str] = typer.Argument(None, metavar="SCENE",
-                                          help="Scene image to place the product in."),
+                                          help="Scene image (or its https URL) to place the "
+                                               "product in."),
     prompt: Optional[str] = opt.PROMPT,
     out: Optional[Path] = opt.OUT,
     name: Optional[str] = opt.NAME,
@@ -59,6 +61,7 @@ def replace(
     from runflow_bg.choices import DeliveryChoice
     from runflow_bg.errors import RunflowBgError
     from runflow_bg.service.results import Outcome
+    from runflow_bg.urls import input_label
 
     invocation = ctx.obj
     terminal = invocation.terminal.configure(quiet=quiet, verbose=verbose or invocation.debug)
@@ -78,7 +81,8 @@ def replace(
     except RunflowBgError as exc:
         reporter.close()
         if as_json:
-            terminal.out_json(Outcome(photo=photo or image or "", scene=scene or reference or "",
+            terminal.out_json(Outcome(photo=input_label(photo or image or ""),
+                                      scene=input_label(scene or reference or ""),
                                       prompt=prompt or None, error=exc).to_json(signed_urls))
         raise
     finally:

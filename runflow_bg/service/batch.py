@@ -200,7 +200,7 @@ class BatchRunner:
         options = item_options(self.options.request, item.photo)
         reporter = _ItemReporter(self.reporter, item.photo, self._said, self._lock)
         scene, scene_source = self.plan.scene_of(item.photo)
-        inputs = local_inputs(item.photo.display, scene, scene_source, None, reporter,
+        inputs = local_inputs(item.photo.source, scene, scene_source, None, reporter,
                               keep_profile=self.options.keep_profile)
         reserved = []
 

@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 
 from runflow_bg.backdrop import backdrop_problem
-from runflow_bg.errors import InputError, RunflowBgError, UsageError
+from runflow_bg.errors import InputError, RunflowBgError, UnavailableError, UsageError
 from runflow_bg.images import InputFile, PreparedImage, read_input
 from runflow_bg.journal import FAILED, IN_FLIGHT, SUBMITTED, SUCCEEDED, Entry, Journal
 from runflow_bg.naming import (bind_fields, check_replaceable, existing_first_output, fields_of,
@@ -147,7 +147,7 @@ def _check_photo(photo: Photo) -> tuple[str, str | None]:
     copy; returns the digest of its bytes and what about the backdrop may spoil the result."""
     from PIL import Image, UnidentifiedImageError
 
-    source = read_input(str(photo.path))
+    source = read_input(photo.source)
     try:
         with Image.open(io.BytesIO(source.data)) as image:
             image.verify()
@@ -163,13 +163,13 @@ def _check_photo(photo: Photo) -> tuple[str, str | None]:
 
 def _check_once(photo: Photo, checked: dict) -> tuple[str, str | None]:
     """`_check_photo`, once per file however many scenes (or rows) it pairs with."""
-    if photo.path not in checked:
+    if photo.source not in checked:
         try:
-            checked[photo.path] = _check_photo(photo)
-        except InputError as exc:
-            checked[photo.path] = exc
-    result = checked[photo.path]
-    if isinstance(result, InputError):
+            checked[photo.source] = _check_photo(photo)
+        except (InputError, UnavailableError) as exc:
+            checked[photo.source] = exc
+    result = checked[photo.source]
+    if isinstance(result, RunflowBgError):
         raise result
     return result
 
@@ -179,7 +179,7 @@ def _plan_item(photo: Photo, scene: PreparedImage, scene_digest: str, checked: d
     request = item_options(options.request, photo)
     try:
         photo_digest, problem = _check_once(photo, checked)
-    except InputError as exc:
+    except (InputError, UnavailableError) as exc:  # a URL's host may be down: this item only
         return Item(photo, Action.INVALID, error=exc)
     content_hash = request_hash(local_source(photo_digest, scene_digest, options.keep_profile),
                                 request.prompt)

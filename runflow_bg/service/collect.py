@@ -14,7 +14,9 @@ from pathlib import Path, PurePosixPath
 
 from runflow_bg.errors import UsageError
 from runflow_bg.images import IMAGE_SUFFIXES
-from runflow_bg.naming import FIELDS, OUTPUT_EXTENSIONS, bind_fields, fields_of, render
+from runflow_bg.naming import (FIELDS, OUTPUT_EXTENSIONS, bind_fields, fields_of, render,
+                               url_file_name)
+from runflow_bg.urls import input_label, is_url, redact_url
 
 _GLOB_MAGIC = frozenset("*?[")
 MATRIX_TEMPLATE = "{stem}-{scene}-bg{n}.{ext}"  # the default --name with several scenes
@@ -22,7 +24,11 @@ MATRIX_TEMPLATE = "{stem}-{scene}-bg{n}.{ext}"  # the default --name with severa
 
 @dataclass(frozen=True)
 class Photo:
-    """One photo of a batch and where its outputs go, relative to the output folder."""
+    """One photo of a batch and where its outputs go, relative to the output folder.
+
+    A photo given by URL has the URL's file name as its `path` (what its outputs are named
+    after) and the URL without its query as its `display`; `url` is what is fetched.
+    """
 
     path: Path
     display: str
@@ -35,21 +41,28 @@ class Photo:
     metadata: tuple[tuple[str, str], ...] = ()
     columns: tuple[tuple[str, str], ...] = ()  # the row as given, echoed into the results
     position: int = 0  # 1-based place among the photos named on the command line
+    url: str | None = None
+
+    @property
+    def source(self) -> str:
+        """What to read: the file, or the whole URL."""
+        return self.url or self.display
 
     @property
     def key(self) -> str:
         """Identifies the item across runs of the same command: its mirrored location, or for a
         manifest row what the request is made of, so a reordered manifest still resumes."""
         if self.row:
-            return "\0".join((self.display, self.scene or "", self.prompt or "", self.name or "",
-                               str(self.folder)))
+            return "\0".join((self.display, input_label(self.scene or ""), self.prompt or "",
+                               self.name or "", str(self.folder)))
         key = str(self.folder / self.path.stem)
-        return f"{key}\0{self.scene}" if self.scene else key  # one --scene: the key it always had
+        # one --scene: the key it always had; a URL scene without its query (a signature)
+        return f"{key}\0{input_label(self.scene)}" if self.scene else key
 
     @property
     def label(self) -> str:
         """How messages name the item: its photo, and its scene when it has one of its own."""
-        return f"{self.display} + {self.scene}" if self.scene else self.display
+        return f"{self.display} + {input_label(self.scene)}" if self.scene else self.display
 
     @property
     def fields(self) -> dict:
@@ -64,6 +77,11 @@ def _resolve(path: Path) -> Path:
         return path.resolve()
     except (RuntimeError, OSError):
         return path.absolute()
+
+
+def url_photo(url: str, folder: PurePosixPath = PurePosixPath(), **fields) -> Photo:
+    """A photo given by URL; its outputs are named after the URL's file name."""
+    return Photo(Path(url_file_name(url)), redact_url(url), folder, named=True, url=url, **fields)
 
 
 def _is_image(path: Path) -> bool:
@@ -97,7 +115,7 @@ def _glob_base(pattern: str) -> Path:
 
 def collect_photos(args: list[str], cwd: Path) -> list[Photo]:
     """Every photo named by `args`, deduplicated, sorted; missing files are kept (they fail)."""
-    photos: dict[Path, Photo] = {}
+    photos: dict[Path | str, Photo] = {}
 
     def add(path: Path, base: Path, named: bool = False) -> None:
         """Mirror the folder relative to the working directory, else relative to `base`."""
@@ -109,7 +127,9 @@ def collect_photos(args: list[str], cwd: Path) -> list[Photo]:
 
     for arg in args:
         path = Path(arg)
-        if path.is_dir():
+        if is_url(arg):
+            photos.setdefault(arg, url_photo(arg))
+        elif path.is_dir():
             for found in _walk(path):
                 add(found, path)
         elif _GLOB_MAGIC & set(arg) and not path.exists():
@@ -133,17 +153,22 @@ def _refuse_collisions(photos: list[Photo]) -> None:
     for photo in photos:
         other = seen.setdefault(photo.key, photo)
         if other is not photo:
+            hint = ("Give them in a --manifest with an `out` or `name` column for each."
+                    if photo.url or other.url else "Rename one, or put them in different folders.")
             raise UsageError(
                 f"{other.display} and {photo.display} would be saved under the same name.",
-                hint="Rename one, or put them in different folders.")
+                hint=hint)
 
 
 def collect_scenes(args: list[str]) -> list[str]:
-    """The scenes named by --scene: files, and the images in folders (recursed, hidden files
-    skipped, sorted); the same file named twice counts once. Missing files are kept (they fail
+    """The scenes named by --scene: URLs, files, and the images in folders (recursed, hidden
+    files skipped, sorted); the same file named twice counts once. Missing files are kept (they fail
     when read, before anything is spent)."""
-    scenes: dict[Path, str] = {}
+    scenes: dict[Path | str, str] = {}
     for arg in args:
+        if is_url(arg):
+            scenes.setdefault(arg, arg)
+            continue
         path = Path(arg)
         found = _walk(path) if path.is_dir() else [path]
         if not found:

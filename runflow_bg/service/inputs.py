@@ -13,6 +13,7 @@ from runflow_bg.client import MODEL
 from runflow_bg.delivery import photo_rights
 from runflow_bg.errors import InputError, UsageError
 from runflow_bg.images import InputFile, PreparedImage, prepare_image, read_input, same_file
+from runflow_bg.naming import input_stem
 from runflow_bg.packing import Package, pack
 from runflow_bg.progress import Reporter
 from runflow_bg.urls import is_allowed_url, redact_url
@@ -58,7 +59,7 @@ class Inputs:
     @classmethod
     def unread(cls, photo: str, scene: str) -> Inputs:
         """Inputs that could not be read, so that their outcome can still be reported."""
-        return cls(photo=photo, scene=scene, stem=Path(photo).stem, scene_stem=Path(scene).stem,
+        return cls(photo=photo, scene=scene, stem=input_stem(photo), scene_stem=input_stem(scene),
                    image_member="", reference_member="", source="")
 
     def content_hash(self, prompt: str | None, model: str = MODEL) -> str:
@@ -93,7 +94,7 @@ def local_inputs(photo_name: str, scene: PreparedImage, scene_source: InputFile,
     for warning in warnings:
         reporter.on_notice(warning)
     package = pack(photo, scene)
-    return Inputs(photo=photo_name, scene=scene.name, stem=photo.stem, scene_stem=scene.stem,
+    return Inputs(photo=photo.name, scene=scene.name, stem=photo.stem, scene_stem=scene.stem,
                   image_member=package.image_member, reference_member=package.reference_member,
                   source=local_source(digest(source.data), digest(scene_source.data), keep_profile),
                   package=package,

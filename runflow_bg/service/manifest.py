@@ -18,9 +18,10 @@ from pathlib import Path, PurePosixPath
 from runflow_bg.errors import InputError, RunflowBgError, UsageError
 from runflow_bg.images import InputFile, PreparedImage
 from runflow_bg.naming import bind_fields, check_template, render
-from runflow_bg.service.collect import Photo
+from runflow_bg.service.collect import Photo, url_photo
 from runflow_bg.service.inputs import load_image
 from runflow_bg.service.results_file import RESULT_COLUMNS, is_failed
+from runflow_bg.urls import is_url
 
 OWN_COLUMNS = frozenset({"photo", "scene", "prompt", "name", "out"})
 METADATA_PREFIX = "metadata."
@@ -95,10 +96,13 @@ def to_photo(number: int, values: dict) -> Photo:
     metadata = tuple((key[len(METADATA_PREFIX):], _text(value)) for key, value in values.items()
                      if key.startswith(METADATA_PREFIX) and _text(value))
     columns = tuple((key, _text(value)) for key, value in values.items())
+    fields = dict(row=number, scene=own["scene"], prompt=own["prompt"], name=own["name"],
+                  metadata=metadata, columns=columns)
+    folder = PurePosixPath(own["out"] or "")
+    if is_url(own["photo"] or ""):
+        return url_photo(own["photo"], folder, **fields)
     path = Path(own["photo"] or "")
-    return Photo(path, os.path.normpath(str(path)), PurePosixPath(own["out"] or ""), named=True,
-                 row=number, scene=own["scene"], prompt=own["prompt"], name=own["name"],
-                 metadata=metadata, columns=columns)
+    return Photo(path, os.path.normpath(str(path)), folder, named=True, **fields)
 
 
 def check_rows(photos: list[Photo], scenes: Scenes, default_scene: str | None, template: str,
@@ -135,14 +139,14 @@ def _check_row(photo: Photo, scenes: Scenes, default_scene: str | None, photos_r
         raise UsageError(f"out {folder} must stay inside the output folder")
     if photo.name is not None:
         check_template(photo.name, {key for key, _ in photo.columns})
-    if photo.display not in photos_read:  # what became of reading it; the image is not kept
+    if photo.source not in photos_read:  # what became of reading it; the image is not kept
         try:
-            load_image(photo.display, None, reporter, keep_profile=keep_profile)
-            photos_read[photo.display] = None
+            load_image(photo.source, None, reporter, keep_profile=keep_profile)
+            photos_read[photo.source] = None
         except RunflowBgError as exc:
-            photos_read[photo.display] = exc
-    if photos_read[photo.display] is not None:
-        raise photos_read[photo.display]
+            photos_read[photo.source] = exc
+    if photos_read[photo.source] is not None:
+        raise photos_read[photo.source]
     name = photo.scene or default_scene
     if name is None:
         raise UsageError("no scene, and no --scene")
