@@ -193,9 +193,14 @@ def matrix_template(template: str, scenes: int, chosen: bool) -> str:
 
 
 def pair_with_scenes(photos: list[Photo], scenes: list[str]) -> list[Photo]:
-    """Every photo without a scene of its own with each of several scenes, photo by photo; with
-    one scene (or none) the photos as they are, so their items keep their journal keys."""
-    if len(scenes) < 2:
+    """Every photo without a scene of its own with each of several scenes, photo by photo. With
+    one scene, photos named on the command line stay as they are (their items keep their
+    journal keys), and a manifest row without a scene takes it, so that its results row names
+    the scene and, fed back, is the same request."""
+    if len(scenes) == 1:
+        return [with_changes(photo, scene=scenes[0]) if photo.row and not photo.scene else photo
+                for photo in photos]
+    if not scenes:
         return photos
     paired: list[Photo] = []
     for photo in photos:
