@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Union
+from typing import TYPE_CHECKING, BinaryIO, Union, cast
 
 from runflow_bg.choices import (DeliveryChoice, Duration, file_like_warning, is_file_like,
                                 resolve_delivery, resolve_request)
@@ -105,8 +105,8 @@ class Runflow(Workspace):
     def _reporter(self, listener: Listener) -> Reporter:
         listener = listener if listener is not None else self.on_progress
         if hasattr(listener, "on_stage"):
-            return listener  # already a reporter (the CLI's terminal)
-        return _CallbackReporter(listener)
+            return cast("Reporter", listener)  # already a reporter (the CLI's terminal)
+        return _CallbackReporter(cast("ProgressCallback | None", listener))
 
     # -- one photo -------------------------------------------------------------------------
 
@@ -203,8 +203,8 @@ class Runflow(Workspace):
 
         if isinstance(scenes, (str, os.PathLike)):
             scenes = [scenes]
-        request = BatchRequest(photos=tuple(map(os.fspath, photos)),
-                               scenes=tuple(map(os.fspath, scenes)), **options)
+        request = BatchRequest(photos=tuple(str(photo) for photo in photos),
+                               scenes=tuple(str(scene) for scene in scenes), **options)
         return BatchJob.plan_for(self, request, self._reporter(on_progress))
 
     def batch(self, photos: Iterable[str | os.PathLike] = (), *,

@@ -21,6 +21,8 @@ from runflow_bg.errors import InputError, UsageError
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from runflow_bg.client import RunflowClient
+    from runflow_bg.service.batch import BatchRunner
     from runflow_bg.progress import Reporter
     from runflow_bg.service.batch import BatchResult
     from runflow_bg.service.batch_plan import BatchOptions, Item, Plan
@@ -108,7 +110,8 @@ class BatchJob:
         self.excluded = excluded  # earlier outputs left out of folders and globs
         self._journal, self._reporter = journal, reporter
         self._held = held  # the journal and the URL reader, closed with the job
-        self._client = self._runner = None
+        self._client: RunflowClient | None = None
+        self._runner: BatchRunner | None = None
 
     # -- planning: free --------------------------------------------------------------------
 
@@ -256,6 +259,7 @@ class BatchJob:
 
         if self._client is None:
             self.connect()
+        assert self._client is not None
         records: list[dict] = []
 
         def record(item: Item, outcome: Outcome) -> None:
@@ -263,9 +267,9 @@ class BatchJob:
             if on_outcome is not None:
                 on_outcome(item, outcome)
 
-        self._runner = BatchRunner(self.plan, self._client, self._journal, self.options,
-                                   reporter or self._reporter, on_outcome=record)
-        result = self._runner.run()
+        runner = self._runner = BatchRunner(self.plan, self._client, self._journal, self.options,
+                                            reporter or self._reporter, on_outcome=record)
+        result = runner.run()
         self._write_files(records)
         return result
 
@@ -281,7 +285,8 @@ class BatchJob:
             from runflow_bg.presets import PRESETS
             from runflow_bg.report import write_report
 
-            preset = self.options.request.delivery.preset
+            delivery = self.options.request.delivery
+            preset = delivery.preset if delivery else None
             write_report(Path(request.report), records,
                          preset=PRESETS.get(preset) if preset else None)
 

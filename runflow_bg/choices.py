@@ -7,6 +7,7 @@ is refused with the same message whichever way it was given.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -151,7 +152,7 @@ def file_like_warning(out_dir: Path) -> str:
             "use --name to choose file names.")
 
 
-def resolve_request(settings: Settings, *, out: Path | str | None = None,
+def resolve_request(settings: Settings, *, out: str | os.PathLike | None = None,
                     name: str | None = None, timeout: Duration = None,
                     poll_interval: Duration = None,
                     metadata: Iterable[str] | Mapping[str, object] | None = None,

@@ -12,16 +12,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 from runflow_bg.clock import Clock
 from runflow_bg.config import Settings, credentials_too_open
+
+if TYPE_CHECKING:
+    from runflow_bg.client import RunflowClient
+    from runflow_bg.journal import Journal
 
 
 @dataclass
 class Session:
     """A client and the journal, ready for a use case."""
 
-    client: object
-    journal: object
+    client: RunflowClient
+    journal: Journal
     local: bool
 
 
@@ -55,7 +61,7 @@ class Workspace:
         return source
 
     def client(self, *, key: str | None = None, base_url: str | None = None, local: bool = False,
-               connections: int = 16):
+               connections: int = 16) -> RunflowClient:
         """A RunflowClient with these settings' key, base URL, retries, timeout and the clock."""
         from runflow_bg.client import RunflowClient
         from runflow_bg.transport import RetryPolicy
@@ -63,7 +69,7 @@ class Workspace:
         settings = self.settings
         if not local:
             key = key if key is not None else self.key().key
-            base_url = base_url or settings.base_url
+        base_url = base_url or settings.base_url  # a local client is always given its own
         self._hide(key or "")
         return RunflowClient(key, base_url, retry=RetryPolicy(max_attempts=settings.retries),
                              timeout=settings.http_timeout, clock=self.clock, log=self._log,
@@ -75,7 +81,7 @@ class Workspace:
         return self.client(key=key or "", base_url=self.settings.base_url)
 
     @contextmanager
-    def open_client(self, *, local: bool, connections: int = 16) -> Iterator:
+    def open_client(self, *, local: bool, connections: int = 16) -> Iterator[RunflowClient]:
         """A client of Runflow, or of an in-process emulator with a throwaway key for `local`."""
         if not local:
             with self.client(connections=connections) as client:
@@ -93,7 +99,7 @@ class Workspace:
         finally:
             emulator.stop()
 
-    def open_journal(self, *, local: bool, shard: tuple[int, int] | None = None):
+    def open_journal(self, *, local: bool, shard: tuple[int, int] | None = None) -> Journal:
         """The journal in the state directory, one per shard.
 
         A local one is kept apart, so that a local result is never reused for a real request
