@@ -7,6 +7,7 @@ import os
 import re
 import string
 import unicodedata
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -21,6 +22,7 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f/\\:*?\"<>|]")
 _MAX_COMPONENT = 120
 
 
+@lru_cache(maxsize=65536)  # planning a catalogue renders each name several times
 def safe_component(text: str, fallback: str = "output") -> str:
     """A file-name component from any text: no separators, control characters or dot-names."""
     text = unicodedata.normalize("NFC", str(text))
@@ -101,6 +103,7 @@ def bind_fields(template: str, values: dict) -> str:
     return "".join(parts)
 
 
+@lru_cache(maxsize=65536)
 def render(template: str, *, stem: str, scene: str, index: int, run_id: str, ext: str) -> str:
     """The relative path of output number `index` (0-based): `{n}` is '' then -2, -3 ..."""
     values = {
@@ -117,9 +120,9 @@ def render(template: str, *, stem: str, scene: str, index: int, run_id: str, ext
 
 def output_path(out_dir: Path, relative: str) -> Path:
     """The output path as the user would write it, guaranteed to lie inside `out_dir`."""
-    root = out_dir.resolve()
-    resolved = (root / relative).resolve()
-    if root != resolved and root not in resolved.parents:
+    root = os.path.realpath(out_dir)  # strings, not Paths: a catalogue checks thousands
+    resolved = os.path.realpath(os.path.join(root, relative))
+    if resolved != root and not resolved.startswith(root.rstrip(os.sep) + os.sep):
         raise InputError(f"Refusing to write {relative}: a link leads it outside {out_dir}.",
                          hint="Remove the link, or choose another --out.")
     return out_dir / relative
@@ -128,11 +131,11 @@ def output_path(out_dir: Path, relative: str) -> Path:
 def existing_first_output(out_dir: Path, template: str, *, stem: str, scene: str,
                           run_id: str = "run") -> Path | None:
     """Whatever stands at the first output's name under any extension (a dangling link too)."""
+    folder = os.fspath(out_dir)
     for ext in OUTPUT_EXTENSIONS:
         relative = render(template, stem=stem, scene=scene, index=0, run_id=run_id, ext=ext)
-        path = out_dir / relative
-        if os.path.lexists(path):
-            return path
+        if os.path.lexists(os.path.join(folder, relative)):
+            return out_dir / relative
     return None
 
 

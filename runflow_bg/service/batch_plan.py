@@ -183,15 +183,15 @@ def _plan_item(photo: Photo, scene: PreparedImage, scene_digest: str, checked: d
         return Item(photo, Action.INVALID, error=exc)
     content_hash = request_hash(local_source(photo_digest, scene_digest, options.keep_profile),
                                 request.prompt)
-    item = _decide(photo, scene, content_hash, journal, job, options)
+    item = _decide(photo, scene, content_hash, journal, job, options, request)
     item.warning = problem and f"{photo.display}: {problem}"
     return item
 
 
 def _decide(photo: Photo, scene: PreparedImage, content_hash: str, journal: Journal, job: str,
-            options: BatchOptions) -> Item:
-    """What the photo needs, given what the journal and the output folder say."""
-    request = item_options(options.request, photo)
+            options: BatchOptions, request: ReplaceOptions) -> Item:
+    """What the photo needs (`request`: its options), given what the journal and the output
+    folder say."""
     entry = journal.latest_for_item(job, photo.key)
     if entry is not None and entry.content_hash == content_hash:
         if entry.status == SUCCEEDED and all(Path(p).is_file() for p in entry.outputs):
