@@ -8,7 +8,6 @@ one of the batch follow it instead of paying again.
 from __future__ import annotations
 
 import hashlib
-import io
 import threading
 from dataclasses import dataclass, field, replace as with_changes
 from decimal import Decimal
@@ -22,7 +21,7 @@ from runflow_bg.journal import FAILED, IN_FLIGHT, SUBMITTED, SUCCEEDED, Entry, J
 from runflow_bg.naming import (bind_fields, check_replaceable, existing_first_output, output_path,
                                render)
 from runflow_bg.service.collect import Photo
-from runflow_bg.service.inputs import digest, local_source, request_hash
+from runflow_bg.service.inputs import local_source, request_hash
 from runflow_bg.pricing import PUBLISHED_PRICE
 from runflow_bg.service.replace import ReplaceOptions
 from runflow_bg.service.results import Outcome
@@ -121,22 +120,23 @@ def item_options(options: ReplaceOptions, photo: Photo) -> ReplaceOptions:
 
 
 def _check_photo(photo: Photo) -> tuple[str, str | None]:
-    """Read the photo, check that it opens as an image and look at its backdrop on a small
-    copy; returns the digest of its bytes and what about the backdrop may spoil the result."""
+    """Read the photo, check that it decodes as an image and look at its backdrop on a small
+    copy (decoded small: see reduced.py); returns the digest of its bytes and what about the
+    backdrop may spoil the result."""
     from PIL import Image, UnidentifiedImageError
+
+    from runflow_bg.reduced import reduced_copy
 
     source = read_input(str(photo.path))
     try:
-        with Image.open(io.BytesIO(source.data)) as image:
-            image.verify()
-        with Image.open(io.BytesIO(source.data)) as image:
-            image.draft("RGB", (512, 512))
-            image.thumbnail((256, 256))
-            problem = backdrop_problem(image.convert("RGB"))
+        with source.open() as stream, Image.open(stream) as image:
+            small = reduced_copy(image, 256)
+        small.thumbnail((256, 256))
+        problem = backdrop_problem(small.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise InputError(f"{photo.display}: not an image, or a damaged one.",
                          hint="Use a PNG, JPEG or WebP image.") from None
-    return digest(source.data), problem
+    return source.digest, problem
 
 
 def _plan_item(photo: Photo, scene: PreparedImage, scene_digest: str, journal: Journal,
@@ -210,8 +210,7 @@ def plan_batch(photos: list[Photo], scene: PreparedImage | None, scene_source: I
     _refuse_shared_outputs(photos, options.request, plan)
     for photo in photos:
         prepared, source = plan.scene_of(photo)
-        plan.items.append(_plan_item(photo, prepared, digest(source.data), journal, plan.job,
-                                     options))
+        plan.items.append(_plan_item(photo, prepared, source.digest, journal, plan.job, options))
     items = plan.items
     warned = [item.warning for item in items if item.warning and item.action in SPENDING]
     if warned and options.strict_inputs:
