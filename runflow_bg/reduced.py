@@ -35,7 +35,7 @@ def reduced_copy(image: Image.Image, longest: int) -> Image.Image:
     Damaged data raises what a full decode would (OSError, SyntaxError, ValueError).
     """
     factor = max(1, max(image.size) // max(1, longest))
-    if image.format == "PNG" and _banded(image):
+    if image.format == "PNG" and image.width * image.height * 4 > _BAND_BYTES and _banded(image):
         return _png_in_bands(image, factor)
     if image.format == "JPEG" and factor > 1:
         image.draft(image.mode, (math.ceil(image.width / factor), math.ceil(image.height / factor)))
