@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -55,7 +56,7 @@ class Blob:
         blob = cls()
         descriptor, blob._path = tempfile.mkstemp(prefix="runflow-emulator-upload-")
         blob._data = None
-        weakref.finalize(blob, os.remove, blob._path)
+        weakref.finalize(blob, _discard, blob._path)
         with os.fdopen(descriptor, "wb") as sink:
             while blob.size < length:
                 chunk = read(min(_CHUNK, length - blob.size))
@@ -71,6 +72,11 @@ class Blob:
     def read(self) -> bytes:
         with self.open() as stream:
             return stream.read()
+
+
+def _discard(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
 
 
 @dataclass
