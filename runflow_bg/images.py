@@ -28,6 +28,7 @@ MAX_SIDE = 4096
 LARGE_PIXELS = 24_000_000
 MAX_DECODED_PIXELS = 64_000_000
 MAX_INPUT_BYTES = 52_428_800
+IN_MEMORY_BYTES = 1024 * 1024  # files up to this are read once and kept; larger ones streamed
 _CHUNK = 1024 * 1024
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
@@ -41,8 +42,8 @@ _PROBE = ((255, 255, 255), (0, 0, 0), (64, 64, 64), (128, 128, 128), (200, 200, 
 
 @dataclass(frozen=True)
 class InputFile:
-    """A photo or scene as given: a file on disk, read a piece at a time whenever needed and
-    never held whole, or bytes (standard input, or an image made in memory)."""
+    """A photo or scene as given: its bytes (a small file, standard input, an image made in
+    memory), or a large file on disk, read a piece at a time whenever needed, never held whole."""
 
     name: str
     data: bytes | None = None
@@ -122,11 +123,12 @@ def read_input(name: str, stdin: BinaryIO | None = None) -> InputFile:
     if not info.st_size:
         raise InputError(f"{name}: the file is empty.", hint=_BAD_IMAGE_HINT)
     try:
-        path.open("rb").close()
+        with path.open("rb") as stream:
+            data = stream.read() if info.st_size <= IN_MEMORY_BYTES else None
     except OSError as exc:
         raise InputError(f"{name}: cannot read it ({exc.strerror}).",
                          hint="Check the file's permissions.") from None
-    return InputFile(name, path=path)
+    return InputFile(name, data, path)
 
 
 def same_file(a: InputFile, b: InputFile) -> bool:

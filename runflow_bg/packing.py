@@ -1,7 +1,8 @@
 """Pack the photo and the scene into the zip the model reads its inputs from.
 
-The zip is written to an anonymous temporary file, a piece at a time from the images' own
-files, so a large photo is never held in memory; the upload reads it back from there.
+The zip is written a piece at a time from the images' own files, into memory while it is
+small and else into an anonymous temporary file, so a large photo is never held in memory;
+the upload reads it back from there.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from runflow_bg.images import PreparedImage
 MAX_ZIP_BYTES = 52_428_800
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 _COPY_CHUNK = 1024 * 1024
+IN_MEMORY_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Package:
-    """The zip (in a temporary file that goes when it is closed, or with the process) and the
-    names the create request refers to."""
+    """The zip (in memory, or in a temporary file that goes when it is closed or with the
+    process) and the names the create request refers to."""
 
     file: BinaryIO
     size: int
@@ -42,7 +44,8 @@ def pack(photo: PreparedImage, scene: PreparedImage) -> Package:
     members = ((image_member, photo.byte_size), (reference_member, scene.byte_size))
     if sum(size for _, size in members) > MAX_ZIP_BYTES:
         _too_large(sum(size for _, size in members))
-    file = tempfile.TemporaryFile(prefix="runflow-bg-inputs-", suffix=".zip")
+    file = tempfile.SpooledTemporaryFile(IN_MEMORY_BYTES, prefix="runflow-bg-inputs-",
+                                         suffix=".zip")
     try:
         with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
             for (member, size), image in zip(members, (photo, scene)):

@@ -25,7 +25,7 @@ from runflow_bg.emulator import Emulator
 from runflow_bg.emulator.compositor import composite
 from runflow_bg.emulator.state import SPOOL_BYTES
 from runflow_bg.errors import InputError
-from runflow_bg.images import InputFile, prepare_image, read_input
+from runflow_bg.images import IN_MEMORY_BYTES, InputFile, prepare_image, read_input
 from runflow_bg.packing import pack
 from runflow_bg.reduced import png_trailer, reduced_copy
 
@@ -82,6 +82,7 @@ def test_a_large_png_is_sent_from_its_file_with_a_small_preview(small_bands, tmp
     path = tmp_path / "large.png"
     path.write_bytes(png(noisy((900, 600))))
     source = read_input(str(path))
+    assert source.data is None and source.size > IN_MEMORY_BYTES  # read only when needed
     prepared = prepare_image(source)
     assert prepared.content is source and prepared.notices == ()
     assert (prepared.width, prepared.height, prepared.ext) == (900, 600, "png")
@@ -100,8 +101,9 @@ def test_a_jpeg_size_is_read_before_its_preview_is_decoded_small(tmp_path):
 
 def test_the_zip_is_streamed_into_a_file_from_the_photo_file(tmp_path):
     path = tmp_path / "large.png"
-    path.write_bytes(png(noisy((400, 300))))
+    path.write_bytes(png(noisy((900, 600))))
     photo = prepare_image(read_input(str(path)))
+    assert photo.content.data is None
     scene = prepare_image(InputFile("s.jpg", write_scene(tmp_path / "s.jpg").read_bytes()))
     package = pack(photo, scene)
     assert package.size == package.file.seek(0, 2)
