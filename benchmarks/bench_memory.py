@@ -56,16 +56,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         subprocess.run([sys.executable, __file__, "--make", tmp], check=True)
-        print(f"{'command':<52} {'on disk':>8} {'peak MB':>8}")
+        print(f"{'command':<44} {'on disk KB':>10} {'peak MB':>8}")
         runs = [("replace --local, small photo", "small.png", ["--local"]),
                 ("replace --dry-run, large PNG", "large.png", ["--dry-run"]),
                 ("replace --local, large PNG (target < 100)", "large.png", ["--local"]),
                 ("replace --local, large JPEG (target < 100)", "large.jpg", ["--local"])]
         for label, photo, flags in runs:
-            size = (folder / photo).stat().st_size / 1e6
+            size = (folder / photo).stat().st_size / 1024
             peak = peak_mb(folder, "replace", *flags, photo, "scene.jpg", "-o", "out",
                            "--overwrite", "--no-cache", "-q")
-            print(f"{label:<52} {size:>6.2f}MB {peak:>8.0f}")
+            print(f"{label:<44} {size:>10,.0f} {peak:>8.0f}")
 
 
 if __name__ == "__main__":
