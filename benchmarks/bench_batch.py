@@ -44,9 +44,9 @@ emulator.start()
 print(emulator.base_url, flush=True)
 sys.stdin.read()  # until the benchmark closes it
 usage = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"connections": emulator.connections_accepted, "requests": len(emulator.requests),
-                  "runs": emulator.created_run_count, "emulator_cpu": usage.ru_utime + usage.ru_stime}),
-      flush=True)
+print(json.dumps({"connections": emulator.connections_accepted,
+                  "requests": len(emulator.requests), "runs": emulator.created_run_count,
+                  "emulator_cpu": usage.ru_utime + usage.ru_stime}), flush=True)
 emulator.stop()
 """
 
@@ -137,7 +137,8 @@ def throughput(cli: list[str], folder: Path, items: int, jobs: int, run_seconds:
           f"{figures['wall']:.2f} s, {items / figures['wall']:.0f} items/s (target >= 100; "
           f"{items / (figures['wall'] - figures['setup']):.0f} after the set-up of "
           f"{figures['setup']:.2f} s); CLI CPU {figures['cpu'] * 1000 / items:.1f} ms an "
-          f"item (the emulator's {figures['emulator_cpu'] * 1000 / items:.1f} ms); per 1,000 items {figures['requests'] * per_thousand:.0f} requests over "
+          f"item (the emulator's {figures['emulator_cpu'] * 1000 / items:.1f} ms); per 1,000 "
+          f"items {figures['requests'] * per_thousand:.0f} requests over "
           f"{figures['connections'] * per_thousand:.0f} connections")
 
 
@@ -147,7 +148,8 @@ def shell_loop(cli: list[str], folder: Path, items: int) -> None:
                RUNFLOW_API_KEY=KEY)
     emulator = EmulatorProcess(1.0)
     env["RUNFLOW_BASE_URL"] = emulator.base_url
-    loop = 'for p in photos/*.png; do "$@" replace "$p" scene.jpg -o loop -q --no-cache || exit 1; done'
+    loop = ('for p in photos/*.png; do "$@" replace "$p" scene.jpg -o loop -q --no-cache '
+            '|| exit 1; done')
     try:
         wall, _ = timed(["bash", "-c", loop, "loop", *cli], env, folder)
     finally:

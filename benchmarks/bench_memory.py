@@ -1,4 +1,4 @@
-"""Peak memory of `replace --local` on a large photo (run by hand: python benchmarks/bench_memory.py).
+"""Peak memory of `replace --local` on a large photo (python benchmarks/bench_memory.py).
 
 Two photos of about 36 MB on disk, 4000 x 3000 px of noise (which does not compress): a PNG
 and a JPEG at quality 97. Each runs through `runflow-bg replace --local` as a process of its

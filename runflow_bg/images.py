@@ -174,8 +174,9 @@ def prepare_image(source: InputFile, on_large: Callable[[str], None] | None = No
                     f"({size[0] * size[1] / 1e6:.0f} MP; a {original.format} may have at most "
                     f"{MAX_DECODED_PIXELS // 1_000_000} MP).",
                     hint=f"Downscale it to at most {MAX_SIDE} px a side, or save it as JPEG.")
-            if size[0] * size[1] > LARGE_PIXELS and on_large is not None:
-                on_large(f"{source.name}: preparing a large photo ({size[0] * size[1] / 1e6:.0f} MP)")
+            pixels = size[0] * size[1]
+            if pixels > LARGE_PIXELS and on_large is not None:
+                on_large(f"{source.name}: preparing a large photo ({pixels / 1e6:.0f} MP)")
             # Pillow reads a 16-bit colour PNG as 8-bit: only its raw mode, before loading, says so
             sixteen_bit = original.format == "PNG" and any(";16" in t[3] for t in original.tile)
             prepared = None if sixteen_bit else _as_it_is(source, original, keep_profile)

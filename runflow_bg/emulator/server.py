@@ -173,7 +173,8 @@ class Server(ThreadingHTTPServer):
     """Tracks its connections, so stop() can close idle keep-alive sockets and join their threads."""
 
     daemon_threads = True
-    request_queue_size = 1024  # connections waiting for accept(): a batch at -j 256 opens them at once
+    # connections waiting for accept(): a batch at -j 256 opens many at once
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], faults: Faults, state: State, stop: threading.Event,
                  ssl_context: ssl.SSLContext | None = None):
