@@ -364,19 +364,21 @@ class RunflowClient:
 
     # -- uploads and downloads -------------------------------------------------------------
 
-    def upload(self, data: bytes, filename: str, mime_type: str = "application/zip",
+    def upload(self, data: bytes | BinaryIO, filename: str, mime_type: str = "application/zip",
                on_bytes: ByteCallback | None = None) -> Asset:
-        """Upload bytes through the three-step presigned flow and return the confirmed asset."""
+        """Upload bytes, or a seekable file streamed from its start (again on each attempt),
+        through the three-step presigned flow and return the confirmed asset."""
         self._require_key()
-        if len(data) > MAX_UPLOAD_BYTES:
+        size = len(data) if isinstance(data, bytes) else data.seek(0, 2)
+        if size > MAX_UPLOAD_BYTES:
             raise InputError(
-                f"{filename} is {len(data):,} bytes; Runflow accepts at most "
+                f"{filename} is {size:,} bytes; Runflow accepts at most "
                 f"{MAX_UPLOAD_BYTES:,} bytes (50 MiB).",
                 hint="Use smaller images.")
         for _ in range(_UPLOAD_SESSIONS):
             session = parse_upload_session(self._api_call(
                 "POST", "/asset-uploads", what="upload",
-                json={"filename": filename, "mime_type": mime_type, "size_bytes": len(data)}))
+                json={"filename": filename, "mime_type": mime_type, "size_bytes": size}))
             try:
                 transfers.put(self._storage, session.upload_url, data, mime_type, on_bytes)
             except UrlExpired:

@@ -14,10 +14,12 @@ import struct
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import BinaryIO
 from xml.sax.saxutils import escape
 
 from runflow_bg import __version__
 from runflow_bg.images import EXTENSIONS
+from runflow_bg.reduced import png_trailer
 
 FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 FITS = ("contain", "cover", "pad")
@@ -122,19 +124,36 @@ def deliver(original: bytes, spec: Spec, provenance: Provenance) -> tuple[bytes,
     return _fit_bytes(image, target, quality, xmp, spec), ext
 
 
-def photo_rights(photo: bytes) -> tuple[str | None, str | None]:
-    """(copyright, creator) of a photo, from XMP, else EXIF, else IPTC; nothing else is read."""
-    from PIL import IptcImagePlugin
+def photo_rights(photo: bytes | BinaryIO) -> tuple[str | None, str | None]:
+    """(copyright, creator) of a photo, from XMP, else EXIF, else IPTC; nothing else is read.
 
-    image = _open(photo)
+    A file is read for its metadata only, its pixels skipped (a PNG's text after them too).
+    """
+    from PIL import Image, IptcImagePlugin
+
+    image = _open(photo) if isinstance(photo, bytes) else _open_metadata(photo)
     xmp = _read_xmp(image)
-    exif = image.getexif()
+    exif = Image.Image.getexif(image)  # from what was read: a PNG's own would decode it
     iptc = IptcImagePlugin.getiptcinfo(image) or {}
     rights = (xmp.get(_tag(DC, "rights")) or _text(exif.get(_EXIF_COPYRIGHT))
               or _text(iptc.get(_IPTC_COPYRIGHT)))
     creator = (xmp.get(_tag(DC, "creator")) or _text(exif.get(_EXIF_ARTIST))
                or _text(iptc.get(_IPTC_BYLINE)))
     return rights or None, creator or None
+
+
+def _open_metadata(stream: BinaryIO):
+    """The image opened for its metadata, without decoding its pixels (see png_trailer)."""
+    from PIL import Image
+
+    try:
+        image = Image.open(stream)
+        image.info.update(png_trailer(image))
+    except Image.DecompressionBombError:
+        raise ValueError("too many pixels to be a photo.") from None
+    except (OSError, SyntaxError, ValueError, struct.error):
+        raise ValueError("not an image Pillow can read, or a damaged one.") from None
+    return image
 
 
 def describe(path_or_bytes: str | Path | bytes) -> dict:

@@ -8,13 +8,14 @@ gamut profile would be ignored, a transparent backdrop would not be the white it
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -29,6 +30,8 @@ MAX_SIDE = 4096
 LARGE_PIXELS = 24_000_000
 MAX_DECODED_PIXELS = 64_000_000
 MAX_INPUT_BYTES = 52_428_800
+IN_MEMORY_BYTES = 1024 * 1024  # files up to this are read once and kept; larger ones streamed
+_CHUNK = 1024 * 1024
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 PREVIEW_SIDE = 256
@@ -41,19 +44,37 @@ _PROBE = ((255, 255, 255), (0, 0, 0), (64, 64, 64), (128, 128, 128), (200, 200, 
 
 @dataclass(frozen=True)
 class InputFile:
-    """Bytes read from a local file (or stdin) and the name to show for them."""
+    """A photo or scene as given: its bytes (a small file, standard input, an image made in
+    memory), or a large file on disk, read a piece at a time whenever needed, never held whole."""
 
     name: str
-    data: bytes
+    data: bytes | None = None
     path: Path | None = None
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(self.data) if self.data is not None else self.path.open("rb")
+
+    @cached_property
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else self.path.stat().st_size
+
+    @cached_property
+    def digest(self) -> str:
+        """The SHA-256 of its bytes, read in chunks."""
+        digest = hashlib.sha256()
+        with self.open() as stream:
+            while chunk := stream.read(_CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True)
 class PreparedImage:
-    """An image ready to pack: its bytes, extension, size and what was done to it."""
+    """An image ready to pack: what to send, its extension, size and what was done to it."""
 
     name: str
-    data: bytes
+    content: bytes | InputFile
+    """The re-encoded bytes, or the input itself when it is sent as it is."""
     ext: str
     width: int
     height: int
@@ -65,6 +86,14 @@ class PreparedImage:
     @property
     def stem(self) -> str:
         return input_stem(self.name)
+
+    @property
+    def byte_size(self) -> int:
+        return len(self.content) if isinstance(self.content, bytes) else self.content.size
+
+    def open(self) -> BinaryIO:
+        """Its bytes as sent, from the start."""
+        return io.BytesIO(self.content) if isinstance(self.content, bytes) else self.content.open()
 
     def describe(self) -> str:
         return f"{self.name} ({self.width}x{self.height} {self.source_format})"
@@ -84,41 +113,45 @@ def read_urls_with(reader: UrlReader | None) -> UrlReader | None:
 
 
 def read_input(name: str, stdin: BinaryIO | None = None) -> InputFile:
-    """Read a photo or scene: a regular, non-empty file under 50 MiB, `-` for stdin, or a URL
-    (fetched by the reader `read_urls_with` set, then checked like a file)."""
+    """A photo or scene: a regular, readable, non-empty file under 50 MiB, `-` for stdin, or a
+    URL (fetched by the reader `read_urls_with` set, then checked like a file)."""
     if is_url(name):
         if _url_reader is None:
             raise InputError(f"{input_label(name)}: URLs are not read here.",
                              hint="Download the image and give its file.")
-        source = _url_reader(name)
-        name, data, path = source.name, source.data, None
-    elif name == "-":
+        source = _url_reader(name)  # capped at MAX_INPUT_BYTES as it was fetched
+        if not source.data:
+            raise InputError(f"{source.name}: the file is empty.", hint=_BAD_IMAGE_HINT)
+        return source
+    if name == "-":
         if stdin is None:
             raise InputError("Standard input is not available.")
         data = stdin.read(MAX_INPUT_BYTES + 1)
-        path = None
-    else:
-        path = Path(name)
-        try:
-            info = path.stat()
-        except FileNotFoundError:
-            raise InputError(f"{name}: no such file.", hint="Check the path.") from None
-        except OSError as exc:
-            raise InputError(f"{name}: cannot read it ({exc.strerror}).") from None
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError(f"{name}: not a regular file.", hint="Give an image file.")
-        if info.st_size > MAX_INPUT_BYTES:
-            raise InputError(f"{name}: {info.st_size:,} bytes is over Runflow's 50 MiB limit.",
-                             hint="Use a smaller image.")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"{name}: cannot read it ({exc.strerror}).",
-                             hint="Check the file's permissions.") from None
-    if not data:
+        if not data:
+            raise InputError(f"{name}: the file is empty.", hint=_BAD_IMAGE_HINT)
+        if len(data) > MAX_INPUT_BYTES:
+            raise InputError(f"{name}: over Runflow's 50 MiB limit.", hint="Use a smaller image.")
+        return InputFile(name, data)
+    path = Path(name)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file.", hint="Check the path.") from None
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read it ({exc.strerror}).") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{name}: not a regular file.", hint="Give an image file.")
+    if info.st_size > MAX_INPUT_BYTES:
+        raise InputError(f"{name}: {info.st_size:,} bytes is over Runflow's 50 MiB limit.",
+                         hint="Use a smaller image.")
+    if not info.st_size:
         raise InputError(f"{name}: the file is empty.", hint=_BAD_IMAGE_HINT)
-    if len(data) > MAX_INPUT_BYTES:
-        raise InputError(f"{name}: over Runflow's 50 MiB limit.", hint="Use a smaller image.")
+    try:
+        with path.open("rb") as stream:
+            data = stream.read() if info.st_size <= IN_MEMORY_BYTES else None
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read it ({exc.strerror}).",
+                         hint="Check the file's permissions.") from None
     return InputFile(name, data, path)
 
 
@@ -150,64 +183,93 @@ def prepare_image(source: InputFile, on_large: Callable[[str], None] | None = No
     The size is read from the header first: a JPEG larger than the service takes is decoded
     at a reduced scale (fast and small), other formats over MAX_DECODED_PIXELS are refused
     rather than decoded whole, and `on_large` hears about a large photo before the wait.
+    An image that can go as it is (most photos) is only decoded to a small copy, band by band
+    (see reduced.py), and sent from its file; only one that must change is decoded whole.
     `keep_profile` leaves an RGB image's ICC profile and pixels as they are (see _colour).
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(source.data)) as original:
-            source_format = original.format or "unknown"
-            # Pillow reads a 16-bit colour PNG as 8-bit: only its raw mode, before loading, says so
-            sixteen_bit = source_format == "PNG" and any(";16" in t[3] for t in original.tile)
-            width, height = original.size
-            if width * height > MAX_DECODED_PIXELS and source_format != "JPEG":
+        with source.open() as stream, Image.open(stream) as original:
+            size = original.size
+            if size[0] * size[1] > MAX_DECODED_PIXELS and original.format != "JPEG":
                 raise InputError(
-                    f"{source.name}: {width}x{height} is too many pixels to decode "
-                    f"({width * height / 1e6:.0f} MP; a {source_format} may have at most "
+                    f"{source.name}: {size[0]}x{size[1]} is too many pixels to decode "
+                    f"({size[0] * size[1] / 1e6:.0f} MP; a {original.format} may have at most "
                     f"{MAX_DECODED_PIXELS // 1_000_000} MP).",
                     hint=f"Downscale it to at most {MAX_SIDE} px a side, or save it as JPEG.")
-            if width * height > LARGE_PIXELS and on_large is not None:
-                on_large(f"{source.name}: preparing a large photo ({width * height / 1e6:.0f} MP)")
-            display = (height, width) if _orientation(original) in (5, 6, 7, 8) else (width, height)
-            if source_format == "JPEG" and max(width, height) > MAX_SIDE:
-                scale = MAX_SIDE / max(width, height)
-                original.draft(original.mode, (math.ceil(width * scale), math.ceil(height * scale)))
-            original.load()
-            oriented = ImageOps.exif_transpose(original)
-            oriented, icc, colour_notices = _colour(oriented, source.name,
-                                                    original.info.get("icc_profile"),
-                                                    sixteen_bit=sixteen_bit,
-                                                    keep_profile=keep_profile)
-            notices = []
-            changed = False
-            if oriented.size != original.size or _orientation(original) not in (None, 1):
-                notices.append(f"{source.name}: applied its EXIF orientation")
-                changed = True
-            if max(display) > MAX_SIDE:
-                before = display
-                oriented = oriented.copy()
-                oriented.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
-                notices.append(f"{source.name}: downscaled from {before[0]}x{before[1]} to "
-                               f"{oriented.size[0]}x{oriented.size[1]} (the service's limit is "
-                               f"{MAX_SIDE} px a side)")
-                changed = True
-            target = source_format if source_format in EXTENSIONS else "PNG"
-            if target != source_format:
-                notices.append(f"{source.name}: converted {source_format} to PNG")
-                changed = True
-            notices += colour_notices
-            data = _encode(oriented, target, icc) if changed or colour_notices else source.data
-            width, height = oriented.size
-            preview = oriented.copy()
-            preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+            pixels = size[0] * size[1]
+            if pixels > LARGE_PIXELS and on_large is not None:
+                on_large(f"{source.name}: preparing a large photo ({pixels / 1e6:.0f} MP)")
+            # Pillow reads a 16-bit colour PNG as 8-bit: only its raw mode, before loading, says so
+            sixteen_bit = original.format == "PNG" and any(";16" in t[3] for t in original.tile)
+            prepared = None if sixteen_bit else _as_it_is(source, original, keep_profile)
+        if prepared is None:
+            with source.open() as stream, Image.open(stream) as original:
+                prepared = _converted(source, original, keep_profile, sixteen_bit)
     except Image.DecompressionBombError:
         raise InputError(f"{source.name}: too many pixels to be a photo.",
                          hint="Use an image of at most 4096 px a side.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         reason = "not an image" if isinstance(exc, UnidentifiedImageError) else "a damaged image"
         raise InputError(f"{source.name}: {reason}.", hint=_BAD_IMAGE_HINT) from None
-    return PreparedImage(source.name, data, EXTENSIONS[target], width, height, source_format,
-                         preview, tuple(notices))
+    return prepared
+
+
+def _as_it_is(source: InputFile, original: Image.Image, keep_profile: bool) -> PreparedImage | None:
+    """The image sent as its own bytes, with a preview decoded small; None when it must change
+    (its format, orientation, size or colours are not what the model reads)."""
+    from runflow_bg.reduced import reduced_copy
+
+    if (original.format not in EXTENSIONS or max(original.size) > MAX_SIDE
+            or _orientation(original) not in (None, 1)):
+        return None
+    size, source_format = original.size, original.format
+    small = reduced_copy(original, PREVIEW_SIDE)
+    preview, _, notices = _colour(small, source.name, original.info.get("icc_profile"),
+                                  sixteen_bit=False, keep_profile=keep_profile)
+    if notices:
+        return None
+    if preview is small:
+        preview = small.copy()  # a preview of its own, with no file behind it
+    preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    return PreparedImage(source.name, source, EXTENSIONS[source_format], *size, source_format,
+                         preview)
+
+
+def _converted(source: InputFile, original: Image.Image, keep_profile: bool,
+               sixteen_bit: bool) -> PreparedImage:
+    """The image decoded whole, oriented, made 8-bit sRGB RGB, downscaled, and re-encoded."""
+    from PIL import Image, ImageOps
+
+    source_format = original.format or "unknown"
+    width, height = original.size
+    display = (height, width) if _orientation(original) in (5, 6, 7, 8) else (width, height)
+    if source_format == "JPEG" and max(width, height) > MAX_SIDE:
+        scale = MAX_SIDE / max(width, height)
+        original.draft(original.mode, (math.ceil(width * scale), math.ceil(height * scale)))
+    original.load()
+    oriented = ImageOps.exif_transpose(original)
+    oriented, icc, colour_notices = _colour(oriented, source.name,
+                                            original.info.get("icc_profile"),
+                                            sixteen_bit=sixteen_bit, keep_profile=keep_profile)
+    notices = []
+    if oriented.size != original.size or _orientation(original) not in (None, 1):
+        notices.append(f"{source.name}: applied its EXIF orientation")
+    if max(display) > MAX_SIDE:
+        oriented = oriented.copy()
+        oriented.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+        notices.append(f"{source.name}: downscaled from {display[0]}x{display[1]} to "
+                       f"{oriented.size[0]}x{oriented.size[1]} (the service's limit is "
+                       f"{MAX_SIDE} px a side)")
+    target = source_format if source_format in EXTENSIONS else "PNG"
+    if target != source_format:
+        notices.append(f"{source.name}: converted {source_format} to PNG")
+    notices += colour_notices
+    preview = oriented.copy()
+    preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    return PreparedImage(source.name, _encode(oriented, target, icc), EXTENSIONS[target],
+                         *oriented.size, source_format, preview, tuple(notices))
 
 
 def _colour(image: Image.Image, name: str, icc: bytes | None, *, sixteen_bit: bool,
@@ -325,7 +387,14 @@ def _srgb_bytes() -> bytes:
 
 
 def _orientation(image) -> int | None:
+    """The EXIF orientation, read without decoding the pixels (a PNG's getexif would)."""
+    from PIL import Image
+
+    from runflow_bg.reduced import png_trailer
+
     try:
-        return image.getexif().get(0x0112)
+        if "exif" not in image.info:
+            image.info.update(png_trailer(image))
+        return Image.Image.getexif(image).get(0x0112)
     except Exception:  # a broken EXIF block is no reason to refuse the photo
         return None

@@ -195,7 +195,7 @@ class Journal:
             try:
                 self._db.execute("PRAGMA busy_timeout=30000")
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute("PRAGMA synchronous=NORMAL")  # see record_sending
                 self._db.executescript(_SCHEMA)
                 columns = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
                 for name, kind in _ADDED_COLUMNS:
@@ -236,10 +236,16 @@ class Journal:
                 raise
             self._db.execute("COMMIT")
 
-    def _write(self, sql: str, args: tuple) -> None:
+    def _write(self, sql: str, args: tuple, *, durable: bool = False) -> None:
         try:
             with self._lock:
-                self._db.execute(sql, _storable(args))
+                if durable:
+                    self._db.execute("PRAGMA synchronous=FULL")
+                try:
+                    self._db.execute(sql, _storable(args))
+                finally:
+                    if durable:
+                        self._db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             raise JournalError(f"Cannot write the journal: {exc}.") from None
 
@@ -282,10 +288,15 @@ class Journal:
             return self.by_client_ref(client_ref)
 
     def record_sending(self, client_ref: str) -> None:
-        """A create is about to be sent: from now on its fate must be looked up, never assumed."""
+        """A create is about to be sent: from now on its fate must be looked up, never assumed.
+
+        The one write synced to the disk before it returns (with all before it): every write
+        survives the process being killed, but only a lost `creating` could cost a second run
+        after a power cut; losing any other leaves a row that is resumed or looked up again.
+        """
         now = time.time()
         self._write("UPDATE requests SET status = ?, sent_at = ?, updated_at = ? "
-                    "WHERE client_ref = ?", (CREATING, now, now, client_ref))
+                    "WHERE client_ref = ?", (CREATING, now, now, client_ref), durable=True)
 
     def record_run(self, client_ref: str, run_id: str) -> None:
         self._write("UPDATE requests SET run_id = ?, status = ?, updated_at = ? WHERE client_ref = ?",

@@ -40,19 +40,21 @@ class Fetched:
     size: int
 
 
-def put(transport: Transport, url: str, data: bytes, mime_type: str,
+def put(transport: Transport, url: str, data: bytes | BinaryIO, mime_type: str,
         on_bytes: ByteCallback | None = None) -> None:
-    """PUT `data` to a presigned upload URL; UrlExpired on 403."""
+    """PUT `data` (bytes, or a seekable file read from its start on each attempt) to a presigned
+    upload URL; UrlExpired on 403."""
     if not is_allowed_url(url):
         raise ProtocolError(f"Refusing the upload URL {redact_url(url)}: not https.")
-    total = len(data)
+    total = len(data) if isinstance(data, bytes) else data.seek(0, 2)
 
     def body() -> Iterator[bytes]:
-        for start in range(0, total, CHUNK):
-            chunk = data[start:start + CHUNK]
+        done = 0
+        for chunk in _chunks(data):
+            done += len(chunk)
             yield chunk
             if on_bytes:
-                on_bytes(start + len(chunk), total)
+                on_bytes(done, total)
 
     reply = transport.request("PUT", url, what="storage", body=body, slack=total / TRANSFER_RATE,
                               headers={"Content-Type": mime_type, "Content-Length": str(total)})
@@ -61,6 +63,16 @@ def put(transport: Transport, url: str, data: bytes, mime_type: str,
     if not reply.is_success:
         raise UnavailableError(f"The storage host refused the upload (HTTP {reply.status_code}) "
                                f"at {redact_url(url)}.")
+
+
+def _chunks(data: bytes | BinaryIO) -> Iterator[bytes]:
+    if isinstance(data, bytes):
+        for start in range(0, len(data), CHUNK):
+            yield data[start:start + CHUNK]
+        return
+    data.seek(0)
+    while chunk := data.read(CHUNK):
+        yield chunk
 
 
 def download(transport: Transport, url: str, sink: BinaryIO,

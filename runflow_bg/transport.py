@@ -290,8 +290,9 @@ class Transport:
                 response = self.http.send(request, stream=True)
                 try:
                     status = response.status_code
-                    self.note(f"{method} {redact_url(url)} -> {status} "
-                              f"({self.clock.now() - started:.2f}s)")
+                    if self._log:  # the line is built only when someone reads it
+                        self.note(f"{method} {redact_url(url)} -> {status} "
+                                  f"({self.clock.now() - started:.2f}s)")
                     allowed = self.policy.attempts_for(status, attempts)
                     if not retryable_status(status) or number >= allowed:
                         return read(response, attempt)

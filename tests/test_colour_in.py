@@ -134,7 +134,7 @@ def test_wide_gamut_photos_are_converted_to_srgb(name, fmt, icc, expected):
     image.paste(MID_GREEN, (0, 0, 20, 20))
     prepared = prepare_image(InputFile(name, encoded(image, fmt, icc_profile=icc, quality=100)))
     assert prepared.notices == (f"{name}: converted {expected} to sRGB",)
-    out = decoded(prepared.data)
+    out = decoded(prepared.open().read())
     assert out.format == fmt and out.mode == "RGB" and "sRGB" in profile_name(out)
     red, green, _ = out.getpixel((5, 5))
     assert red < 15 and abs(green - 180) <= 8  # the same green, more saturated in sRGB numbers
@@ -145,7 +145,7 @@ def test_pure_green_clips_to_srgb_green_and_a_softer_green_moves():
     swatch = Image.new("RGB", (2, 1))
     swatch.putdata([(0, 255, 0), MID_GREEN])
     out = decoded(prepare_image(InputFile("g.png", encoded(swatch, "PNG",
-                                                          icc_profile=ADOBE_RGB))).data)
+                                                          icc_profile=ADOBE_RGB))).open().read())
     assert out.getpixel((0, 0)) == (0, 255, 0)  # out of sRGB's gamut: its most saturated green
     assert out.getpixel((1, 0))[0] < MID_GREEN[0] - 40
 
@@ -153,13 +153,13 @@ def test_pure_green_clips_to_srgb_green_and_a_softer_green_moves():
 def test_keep_profile_leaves_the_profile_and_the_bytes_alone():
     data = encoded(Image.new("RGB", (20, 20), MID_GREEN), "JPEG", icc_profile=DISPLAY_P3)
     prepared = prepare_image(InputFile("p3.jpg", data), keep_profile=True)
-    assert prepared.data == data and prepared.notices == ()
+    assert prepared.open().read() == data and prepared.notices == ()
 
 
 def test_keep_profile_still_flattens_and_keeps_the_profile_it_re_encodes():
     data = encoded(Image.new("RGBA", (20, 20), (*MID_GREEN, 0)), "PNG", icc_profile=DISPLAY_P3)
     prepared = prepare_image(InputFile("p3.png", data), keep_profile=True)
-    out = decoded(prepared.data)
+    out = decoded(prepared.open().read())
     assert profile_name(out) == "Display P3" and out.getpixel((0, 0)) == (255, 255, 255)
     assert prepared.notices == ("p3.png: flattened transparency onto white",)
 
@@ -169,18 +169,18 @@ def test_srgb_jpeg_goes_through_untouched(icc):
     kwargs = {"icc_profile": icc} if icc else {}
     data = encoded(Image.new("RGB", (30, 20), MID_GREEN), "JPEG", **kwargs)
     prepared = prepare_image(InputFile("s.jpg", data))
-    assert prepared.data == data and prepared.notices == ()
+    assert prepared.open().read() == data and prepared.notices == ()
 
 
 def test_a_damaged_profile_is_read_as_srgb():
     data = encoded(Image.new("RGB", (10, 10), MID_GREEN), "JPEG", icc_profile=b"not a profile" * 20)
-    assert prepare_image(InputFile("odd.jpg", data)).data == data
+    assert prepare_image(InputFile("odd.jpg", data)).open().read() == data
 
 
 def test_cmyk_without_a_profile_becomes_rgb():
     data = encoded(Image.new("CMYK", (10, 10), (255, 0, 0, 0)), "JPEG", quality=100)
     prepared = prepare_image(InputFile("print.jpg", data))
-    out = decoded(prepared.data)
+    out = decoded(prepared.open().read())
     assert out.format == "JPEG" and out.mode == "RGB" and "sRGB" in profile_name(out)
     assert all(abs(a - b) <= 3 for a, b in zip(out.getpixel((5, 5)), (0, 255, 255)))
     assert prepared.notices == ("print.jpg: converted CMYK to sRGB (it has no ICC profile)",)
@@ -191,7 +191,7 @@ def test_cmyk_with_a_profile_is_converted_through_it():
     prepared = prepare_image(InputFile("print.tif", data))
     assert prepared.notices == ("print.tif: converted TIFF to PNG",
                                 "print.tif: converted CMYK (Test press CMYK) to sRGB")
-    pixel = decoded(prepared.data).getpixel((5, 5))
+    pixel = decoded(prepared.open().read()).getpixel((5, 5))
     assert all(abs(a - b) <= 10 for a, b in zip(pixel, PRESS_CYAN))  # an 8-bit Lab table is coarse
 
 
@@ -199,7 +199,7 @@ def test_sixteen_bit_greyscale_is_scaled_not_clipped():
     grey = Image.new("I;16", (3, 1))
     grey.putdata([0, 40000, 65535])
     prepared = prepare_image(InputFile("scan.png", encoded(grey, "PNG")))
-    out = decoded(prepared.data)
+    out = decoded(prepared.open().read())
     assert out.mode == "RGB" and [out.getpixel((x, 0)) for x in range(3)] == [
         (0, 0, 0), (156, 156, 156), (255, 255, 255)]
     assert prepared.notices == ("scan.png: 16-bit greyscale made 8-bit RGB",)
@@ -209,7 +209,7 @@ def test_sixteen_bit_colour_is_re_encoded_as_8_bit():
     data = png_16_bit((4, 4), (65535, 32896, 0))
     prepared = prepare_image(InputFile("deep.png", data))
     assert prepared.notices == ("deep.png: 16-bit colour made 8-bit RGB",)
-    with Image.open(io.BytesIO(prepared.data)) as out:
+    with Image.open(io.BytesIO(prepared.open().read())) as out:
         assert out.tile[0][3] == "RGB"  # 8 bits a channel in the file, not RGB;16B
         assert out.getpixel((0, 0)) == (255, 128, 0)
 
@@ -227,7 +227,7 @@ def test_other_pixel_formats_become_8_bit_rgb(image, fmt, pixel, notice):
     if image.mode == "P":
         image.putpalette([0, 0, 0, 10, 20, 30])
     prepared = prepare_image(InputFile(f"x.{fmt.lower()}", encoded(image, fmt)))
-    out = decoded(prepared.data)
+    out = decoded(prepared.open().read())
     assert out.mode == "RGB" and out.getpixel((1, 1)) == pixel
     assert prepared.notices[-1] == f"x.{fmt.lower()}: {notice}"
 
@@ -239,7 +239,7 @@ def test_other_pixel_formats_become_8_bit_rgb(image, fmt, pixel, notice):
 ])
 def test_transparency_is_flattened_onto_white(name, image, fmt):
     prepared = prepare_image(InputFile(name, encoded(image, fmt, lossless=True)))
-    out = decoded(prepared.data)
+    out = decoded(prepared.open().read())
     assert out.format == fmt and out.mode == "RGB"
     expected = (255, 127, 127) if image.mode == "RGBA" else (127, 127, 127)
     assert all(abs(a - b) <= 2 for a, b in zip(out.getpixel((1, 1)), expected))
@@ -251,7 +251,7 @@ def test_a_palette_gif_with_transparency_is_flattened():
     image.putpalette([0, 0, 0, 200, 0, 0])
     image.putpixel((0, 0), 1)
     prepared = prepare_image(InputFile("a.gif", encoded(image, "GIF", transparency=0)))
-    out = decoded(prepared.data)
+    out = decoded(prepared.open().read())
     assert out.getpixel((0, 0)) == (200, 0, 0) and out.getpixel((1, 1)) == (255, 255, 255)
     assert prepared.notices == ("a.gif: converted GIF to PNG",
                                 "a.gif: flattened transparency onto white",
@@ -265,7 +265,7 @@ def test_the_zip_carries_srgb_rgb_without_alpha():
     package = pack(
         prepare_image(InputFile("bottle.png", encoded(photo, "PNG", icc_profile=ADOBE_RGB))),
         prepare_image(InputFile("wall.jpg", encoded(scene, "JPEG", quality=100))))
-    with zipfile.ZipFile(io.BytesIO(package.data)) as archive:
+    with zipfile.ZipFile(package.file) as archive:
         image, reference = (decoded(archive.read(name)) for name in ("image.png", "reference.jpg"))
     for member in (image, reference):
         assert member.mode == "RGB" and "sRGB" in profile_name(member)
@@ -395,6 +395,6 @@ def test_keep_profile_reaches_the_zip(files):
     Image.new("RGB", (40, 30), "white").save("p3.png", icc_profile=DISPLAY_P3)
     for keep, expected in ((False, "sRGB built-in"), (True, "Display P3")):
         package = replace_inputs("p3.png", "kitchen.jpg", None, Notes(), keep_profile=keep).package
-        with zipfile.ZipFile(io.BytesIO(package.data)) as archive:
+        with zipfile.ZipFile(package.file) as archive:
             kept = decoded(archive.read("image.png"))
         assert profile_name(kept) == expected

@@ -35,19 +35,19 @@ def test_png_jpeg_and_webp_go_through_untouched():
     for fmt, ext in (("PNG", "png"), ("JPEG", "jpg"), ("WEBP", "webp")):
         data = encoded(image, fmt)
         prepared = prepare_image(InputFile(f"a.{ext}", data))
-        assert prepared.data == data and prepared.ext == ext and prepared.notices == ()
+        assert prepared.open().read() == data and prepared.ext == ext and prepared.notices == ()
 
 
 def test_other_formats_become_png():
     prepared = prepare_image(InputFile("a.gif", encoded(Image.new("P", (20, 10)), "GIF")))
-    assert prepared.ext == "png" and Image.open(io.BytesIO(prepared.data)).format == "PNG"
+    assert prepared.ext == "png" and Image.open(io.BytesIO(prepared.open().read())).format == "PNG"
     assert "converted GIF to PNG" in prepared.notices[0]
 
 
 def test_large_images_are_downscaled_with_a_notice():
     prepared = prepare_image(InputFile("big.png", encoded(Image.new("RGB", (5000, 2500)), "PNG")))
     assert (prepared.width, prepared.height) == (4096, 2048)
-    assert Image.open(io.BytesIO(prepared.data)).size == (4096, 2048)
+    assert Image.open(io.BytesIO(prepared.open().read())).size == (4096, 2048)
     assert "downscaled from 5000x2500 to 4096x2048" in prepared.notices[0]
 
 
@@ -57,7 +57,7 @@ def test_exif_orientation_is_applied():
     data = encoded(Image.new("RGB", (60, 30), "red"), "JPEG", exif=exif.tobytes())
     prepared = prepare_image(InputFile("phone.jpg", data))
     assert (prepared.width, prepared.height) == (30, 60)
-    assert Image.open(io.BytesIO(prepared.data)).getexif().get(0x0112) in (None, 1)
+    assert Image.open(io.BytesIO(prepared.open().read())).getexif().get(0x0112) in (None, 1)
 
 
 @pytest.mark.parametrize("data,needle", [
@@ -81,10 +81,12 @@ def test_pack_names_members_by_extension_and_is_deterministic(tmp_path):
     photo = prepare_image(InputFile("p.png", encoded(Image.new("RGB", (8, 8)), "PNG")))
     scene = prepare_image(InputFile("s.jpg", encoded(Image.new("RGB", (8, 8)), "JPEG")))
     first, second = pack(photo, scene), pack(photo, scene)
-    assert first.data == second.data
-    with zipfile.ZipFile(io.BytesIO(first.data)) as archive:
+    first.file.seek(0)
+    second.file.seek(0)
+    assert first.file.read() == second.file.read() and first.size == first.file.tell()
+    with zipfile.ZipFile(first.file) as archive:
         assert archive.namelist() == ["image.png", "reference.jpg"]
-        assert archive.read("image.png") == photo.data
+        assert archive.read("image.png") == photo.open().read()
 
 
 # -- naming -----------------------------------------------------------------------------------

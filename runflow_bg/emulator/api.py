@@ -19,7 +19,7 @@ from runflow_bg.emulator.outputs import serve_output
 from runflow_bg.emulator.query import DEFAULT_SORT, parse_fields, parse_q, parse_sort, project, sort_rows
 from runflow_bg.emulator.runs import MODEL, ORG_ID, PRICE, USER_ID, Run
 from runflow_bg.emulator.signing import Links
-from runflow_bg.emulator.state import Asset, State
+from runflow_bg.emulator.state import Asset, Blob, State
 from runflow_bg.emulator.wire import (EXPIRED, Reject, Request, Response, api_error, json_response,
                                      storage_error)
 from runflow_bg.emulator.worker import Worker
@@ -108,12 +108,16 @@ class Api:
         asset = self.state.asset(request.params["asset_id"])
         if asset is None:
             return storage_error(404, "NoSuchUpload", "The specified upload does not exist.")
-        if len(request.body) != asset.size_bytes:
-            return storage_error(400, "IncompleteBody", f"Received {len(request.body)} bytes; "
+        upload = request.upload or Blob(request.body)
+        if upload.size != asset.size_bytes:
+            return storage_error(400, "IncompleteBody", f"Received {upload.size} bytes; "
                                                         f"the upload declared size_bytes {asset.size_bytes}.")
-        self.state.store_upload(asset.id, request.body)
-        etag = hashlib.md5(request.body, usedforsecurity=False).hexdigest()
-        return Response(200, headers={"ETag": f'"{etag}"'})
+        self.state.store_upload(asset.id, upload)
+        etag = hashlib.md5(usedforsecurity=False)
+        with upload.open() as stream:
+            while chunk := stream.read(1024 * 1024):
+                etag.update(chunk)
+        return Response(200, headers={"ETag": f'"{etag.hexdigest()}"'})
 
     def asset_confirm(self, request: Request) -> Response:
         asset = self._asset(request)
@@ -135,7 +139,7 @@ class Api:
         asset = self.state.asset(request.params["asset_id"])
         if asset is None or asset.data is None or asset.filename != request.params["filename"]:
             return storage_error(404, "NoSuchKey", "The specified key does not exist.")
-        return Response(200, asset.data, {"Content-Type": asset.mime_type})
+        return Response(200, asset.data.read(), {"Content-Type": asset.mime_type})
 
     # -- runs ---------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from runflow_bg.emulator.state import RequestRecord, State
 from runflow_bg.emulator.tls import Tls
 from runflow_bg.emulator.worker import Worker
 
+LOCAL_MAX_SIDE = 1024  # --local's previews: a large photo composited whole would take 700 MB
 STOP_TIMEOUT = 5.0
 FINISH_TIMEOUT = 15.0  # a run still fetching a foreign zip_url may take FETCH_TIMEOUT
 CENT = Decimal("0.01")
@@ -27,7 +28,7 @@ class Emulator:
     def __init__(self, api_key: str = "rf_test_key", host: str = "127.0.0.1", port: int = 0,
                  run_seconds: float = 0.2, callback_secret: str | None = None,
                  callback_retry_delays: tuple[float, ...] = (1.0, 2.0), balance: str | None = "100.00",
-                 price: str | Decimal = PRICE, tls: bool = False):
+                 price: str | Decimal = PRICE, tls: bool = False, max_side: int | None = None):
         self.api_key = api_key
         self.host = host
         self.port = port
@@ -36,6 +37,7 @@ class Emulator:
         self.callback_retry_delays = tuple(callback_retry_delays)
         self.price = _price(price)
         self.tls = tls
+        self.max_side = max_side  # None: outputs the photo's size; else at most this a side
         self.faults = Faults()
         self._state = State(balance)
         self._stop = threading.Event()
@@ -65,7 +67,8 @@ class Emulator:
         sender = CallbackSender(self.callback_secret, self.callback_retry_delays, self._stop,
                                 self._state.add_delivery)
         self._worker = Worker(self._state, links, self.faults, sender, self._stop, self._spawn,
-                              ssl_context=tls.client_context if tls else None)
+                              ssl_context=tls.client_context if tls else None,
+                              max_side=self.max_side)
         self._api = self._server.api = Api(api_key=self.api_key, state=self._state, faults=self.faults,
                                            links=links, worker=self._worker, run_seconds=self.run_seconds,
                                            price=self.price)
@@ -149,6 +152,11 @@ class Emulator:
     @property
     def created_run_count(self) -> int:
         return len(self._state.runs())
+
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted so far (a client that keeps its connections alive opens few)."""
+        return self._server.accepted if self._server is not None else 0
 
     @property
     def requests(self) -> list[RequestRecord]:

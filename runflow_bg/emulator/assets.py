@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 from runflow_bg.emulator.faults import Faults
 from runflow_bg.emulator.signing import Links
-from runflow_bg.emulator.state import Asset, State
+from runflow_bg.emulator.state import Asset, Blob, State
 from runflow_bg.emulator.wire import Reject, api_error
 
 # Windows labels zips application/x-zip-compressed; the SDK declares octet-stream for untyped files.
@@ -77,7 +77,7 @@ def _store_inline(uri: str, state: State, types: tuple[str, ...]) -> Asset:
         _refuse("a data: URI's payload is empty")
     if len(content) > MAX_INLINE_BYTES:
         _refuse("a data: URI may hold at most 1 MiB; upload larger files and pass their ref")
-    asset = Asset(INLINE_FILENAME, mime_type, len(content), data=content, confirmed=True)
+    asset = Asset(INLINE_FILENAME, mime_type, len(content), data=Blob(content), confirmed=True)
     state.add_asset(asset)
     return asset
 

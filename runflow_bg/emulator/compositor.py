@@ -7,7 +7,7 @@ import math
 import operator
 import re
 import zipfile
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps, ImageStat
 
@@ -58,16 +58,18 @@ class Cutout(NamedTuple):
 
 
 def composite(
-    zip_bytes: bytes, file_image: str, file_reference: str, prompt: str | None = None
+    zip_file: bytes | IO[bytes], file_image: str, file_reference: str, prompt: str | None = None,
+    *, max_side: int | None = None
 ) -> bytes:
     """The emulated run's output: the photo's subject over the scene, as WebP of the photo's size.
 
     The subject keeps its own colours. `prompt` is accepted for parity with the service; the
-    local compositor has no use for text.
+    local compositor has no use for text. With `max_side`, a larger photo is composited (and
+    returned) at that size, from a copy decoded small (see reduced.py): a preview whose memory
+    stays small whatever the photo's size.
     """
-    photo_bytes, scene_bytes = _read_members(zip_bytes, file_image, file_reference)
-    photo = _decode(photo_bytes, file_image)
-    scene = _decode(scene_bytes, file_reference).convert("RGB")
+    photo, scene = _read_members(zip_file, file_image, file_reference, max_side)
+    scene = scene.convert("RGB")
     cut = cut_out(photo)
     mask = _choke(cut.mask)
     backdrop = ImageOps.fit(scene, photo.size, Image.Resampling.BICUBIC)
@@ -135,27 +137,35 @@ def cut_out(photo: Image.Image, feather: float = 1.5) -> Cutout:
     return Cutout(mask if alpha is None else ImageChops.darker(mask, alpha), shadow)
 
 
-def _read_members(zip_bytes: bytes, file_image: str, file_reference: str) -> tuple[bytes, bytes]:
+def _read_members(zip_file: bytes | IO[bytes], file_image: str, file_reference: str,
+                  max_side: int | None) -> tuple[Image.Image, Image.Image]:
+    source = io.BytesIO(zip_file) if isinstance(zip_file, bytes) else zip_file
     try:
-        with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
-            return _read_member(archive, file_image), _read_member(archive, file_reference)
+        with zipfile.ZipFile(source) as archive:
+            return (_decode(archive, file_image, max_side),
+                    _decode(archive, file_reference, max_side))
     except zipfile.BadZipFile as error:
         message = f"the input is not a readable zip: {error}"
         raise CompositeError("INVALID_INPUT_ZIP", message) from None
 
 
-def _read_member(archive: zipfile.ZipFile, name: str) -> bytes:
+def _decode(archive: zipfile.ZipFile, name: str, max_side: int | None) -> Image.Image:
+    """Decode fully now (or to a copy at most `max_side` a side), so a broken file fails the run
+    here, upright as a viewer shows it."""
+    from runflow_bg.reduced import reduced_copy
+
     try:
-        return archive.read(name)
+        member = archive.open(name)
     except KeyError:
         raise CompositeError("INPUT_FILE_NOT_FOUND", f"{name!r} is not in the input zip") from None
-
-
-def _decode(data: bytes, name: str) -> Image.Image:
-    """Decode fully now, so a broken file fails the run here, upright as a viewer shows it."""
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
+        with member:
+            image = Image.open(member)
+            if max_side is not None and max(image.size) > max_side:
+                image = reduced_copy(image, max_side)
+                image.thumbnail((max_side, max_side))
+            else:
+                image.load()
         ImageOps.exif_transpose(image, in_place=True)
     except _DECODE_ERRORS:
         raise CompositeError("INVALID_IMAGE", f"{name!r} is not a readable image") from None

@@ -97,6 +97,9 @@ class Faults:
             # Lists answer {items, first, next, previous} (the reference), or {items, next_pq, prev_pq}.
             self.list_envelope = "reference"
             self.asset_types: tuple[str, ...] | None = None  # narrows the upload MIME types accepted
+            # Runs skip the compositor and return one small grey WebP: for load tests, where the
+            # compositor's time would be measured instead of the client's.
+            self.quick_outputs = False
 
     @property
     def status_override(self) -> str | None:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from runflow_bg.emulator.api import Api
 from runflow_bg.emulator.faults import STORAGE_ENDPOINTS, Faults
-from runflow_bg.emulator.state import RequestRecord, State
+from runflow_bg.emulator.state import Blob, RequestRecord, State
 from runflow_bg.emulator.wire import Request, Response, api_error, storage_error
 
 ROUTES = [
@@ -87,15 +87,19 @@ class _Handler(BaseHTTPRequestHandler):
         had_key = "Authorization" in self.headers
         record = server.state.record(
             RequestRecord(self.command, parts.path, endpoint, had_key, headers=recorded(self.headers)))
+        upload = None
         try:
-            body = self._read_body()
+            if endpoint == "storage_put" and not self._chunked():  # kept on disk when large
+                upload, body = Blob.receive(self.rfile.read, self._content_length()), b""
+            else:
+                body = self._read_body()
         except ValueError as exc:  # broken framing: nothing after it on this connection can be trusted
             self.close_connection = True
             bad = storage_error if endpoint in STORAGE_ENDPOINTS else api_error
             self._send(record, endpoint, bad(400, None, str(exc)))
             return
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        request = Request(self.command, parts.path, query, self.headers, body, params)
+        request = Request(self.command, parts.path, query, self.headers, body, params, upload)
         failure = server.faults.take("fail", endpoint)
         response = failure.response(endpoint) if failure else self._process(endpoint, request)
         if server.faults.take("drop", endpoint):
@@ -115,15 +119,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         """The request body, sent with Content-Length or chunked; ValueError when framing is broken."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        if self._chunked():
             return self._read_chunked()
-        length = int(self.headers.get("Content-Length") or 0)
-        if not 0 <= length <= MAX_BODY_BYTES:
-            raise ValueError(f"Content-Length {length} is out of range.")
+        length = self._content_length()
         body = self.rfile.read(length)
         if len(body) != length:
             raise ValueError("The body ended before Content-Length bytes.")
         return body
+
+    def _chunked(self) -> bool:
+        return "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+
+    def _content_length(self) -> int:
+        length = int(self.headers.get("Content-Length") or 0)
+        if not 0 <= length <= MAX_BODY_BYTES:
+            raise ValueError(f"Content-Length {length} is out of range.")
+        return length
 
     def _read_chunked(self) -> bytes:
         chunks, total = [], 0
@@ -162,6 +173,8 @@ class Server(ThreadingHTTPServer):
     """Tracks its connections, so stop() can close idle keep-alive sockets and join their threads."""
 
     daemon_threads = True
+    # connections waiting for accept(): a batch at -j 256 opens many at once
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], faults: Faults, state: State, stop: threading.Event,
                  ssl_context: ssl.SSLContext | None = None):
@@ -173,6 +186,7 @@ class Server(ThreadingHTTPServer):
         self.api: Api | None = None
         self._live: dict[threading.Thread, socket.socket] = {}
         self._live_lock = threading.Lock()
+        self.accepted = 0  # connections accepted so far: how well clients reuse them
         self._waker = socket.socketpair()  # before binding: a failed bind calls server_close()
         super().__init__(address, _Handler)
         if ssl_context is not None:
@@ -209,6 +223,7 @@ class Server(ThreadingHTTPServer):
                                   name="runflow-emulator-connection", daemon=True)
         with self._live_lock:
             self._live[thread] = request
+            self.accepted += 1
         thread.start()
 
     def _process(self, request: socket.socket, client_address: object) -> None:

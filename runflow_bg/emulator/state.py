@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import tempfile
 import threading
 import uuid
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -24,6 +30,55 @@ class RequestRecord:
     headers: dict[str, str] = field(default_factory=dict)  # as sent, Authorization's value as "***"
 
 
+SPOOL_BYTES = 1024 * 1024
+_CHUNK = 256 * 1024
+
+
+class Blob:
+    """Stored bytes: in memory up to SPOOL_BYTES, else in a temporary file of their own (gone
+    with the Blob) that each reader opens afresh, so a large upload costs no memory and
+    readers on different threads never share a position."""
+
+    def __init__(self, data: bytes = b"") -> None:
+        self._data: bytes | None = data
+        self._path: str | None = None
+        self.size = len(data)
+
+    @classmethod
+    def receive(cls, read: Callable[[int], bytes], length: int) -> Blob:
+        """`length` bytes from `read` (a socket), spooled to disk past SPOOL_BYTES; ValueError
+        when they end early."""
+        if length <= SPOOL_BYTES:
+            data = read(length)
+            if len(data) != length:
+                raise ValueError("The body ended before Content-Length bytes.")
+            return cls(data)
+        blob = cls()
+        descriptor, blob._path = tempfile.mkstemp(prefix="runflow-emulator-upload-")
+        blob._data = None
+        weakref.finalize(blob, _discard, blob._path)
+        with os.fdopen(descriptor, "wb") as sink:
+            while blob.size < length:
+                chunk = read(min(_CHUNK, length - blob.size))
+                if not chunk:
+                    raise ValueError("The body ended before Content-Length bytes.")
+                sink.write(chunk)
+                blob.size += len(chunk)
+        return blob
+
+    def open(self):
+        return io.BytesIO(self._data) if self._data is not None else open(self._path, "rb")
+
+    def read(self) -> bytes:
+        with self.open() as stream:
+            return stream.read()
+
+
+def _discard(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
 @dataclass
 class Asset:
     """An upload session and, once its bytes arrive, the stored file."""
@@ -33,7 +88,7 @@ class Asset:
     size_bytes: int
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    data: bytes | None = None
+    data: Blob | None = None
     confirmed: bool = False
 
 
@@ -66,7 +121,7 @@ class State:
         with self._lock:
             return self._assets.get(asset_id)
 
-    def store_upload(self, asset_id: str, data: bytes) -> None:
+    def store_upload(self, asset_id: str, data: Blob) -> None:
         with self._lock:
             self._assets[asset_id].data = data
 

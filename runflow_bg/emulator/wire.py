@@ -7,7 +7,11 @@ import re
 from dataclasses import dataclass, field
 from email.message import Message
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
+
+if TYPE_CHECKING:
+    from runflow_bg.emulator.state import Blob
 
 API_CODES = {
     401: "UNAUTHORIZED",
@@ -31,6 +35,7 @@ class Request:
     headers: Message
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
+    upload: Blob | None = None  # a storage upload's bytes, kept as they came (body is empty)
 
 
 @dataclass

@@ -8,6 +8,7 @@ import ssl
 import threading
 import time
 import urllib.request
+from functools import cache
 from typing import Callable
 from urllib.error import HTTPError
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -16,7 +17,7 @@ from runflow_bg.emulator.callbacks import CallbackDelivery, CallbackSender, payl
 from runflow_bg.emulator.faults import Faults, RunFailure
 from runflow_bg.emulator.runs import Outcome, Run
 from runflow_bg.emulator.signing import Links
-from runflow_bg.emulator.state import State
+from runflow_bg.emulator.state import Blob, State
 from runflow_bg.urls import is_loopback_host, redact_url, same_origin
 
 FETCH_TIMEOUT = 10.0
@@ -34,7 +35,7 @@ class Worker:
 
     def __init__(self, state: State, links: Links, faults: Faults, sender: CallbackSender,
                  stop: threading.Event, spawn: Callable[..., None],
-                 ssl_context: ssl.SSLContext | None = None):
+                 ssl_context: ssl.SSLContext | None = None, max_side: int | None = None):
         self.state = state
         self.links = links
         self.faults = faults
@@ -42,6 +43,7 @@ class Worker:
         self.stop = stop
         self.spawn = spawn
         self.ssl_context = ssl_context  # with tls, also trusts the emulator's own CA
+        self.max_side = max_side  # larger photos are composited at this size (see composite)
         self._wake = threading.Condition()
 
     def start(self, run: Run, failure: RunFailure | None) -> None:
@@ -111,9 +113,12 @@ class Worker:
             data = self._fetch(run.input["zip_url"])
         except FetchError as exc:
             return Outcome(status="failed", code="INPUT_FETCH_FAILED", message=str(exc), stage="input")
+        if self.faults.quick_outputs:
+            return Outcome(image=quick_output())
         try:
-            image = composite(data, run.input["file_image"], run.input["file_reference"],
-                              run.input.get("prompt"))
+            with data.open() as zip_file:
+                image = composite(zip_file, run.input["file_image"], run.input["file_reference"],
+                                  run.input.get("prompt"), max_side=self.max_side)
         except CompositeError as exc:
             return Outcome(status="failed", code=exc.code, message=exc.message, stage="inference")
         except Exception as exc:  # a compositor bug must still end the run, as a server error would
@@ -121,7 +126,7 @@ class Worker:
                            stage="inference")
         return Outcome(image=image)
 
-    def _fetch(self, url: str) -> bytes:
+    def _fetch(self, url: str) -> Blob:
         """The emulator's own asset URLs are read from the store; others (itself by another name
         included) are downloaded."""
         parts = urlsplit(url)
@@ -144,9 +149,9 @@ class Worker:
             raise FetchError(f"could not fetch zip_url {redact_url(url)}: {exc}") from None
         if len(data) > MAX_ZIP_BYTES:
             raise FetchError(f"zip_url {redact_url(url)} is larger than 50 MiB")
-        return data
+        return Blob(data)
 
-    def _read_asset(self, url: str) -> bytes:
+    def _read_asset(self, url: str) -> Blob:
         parts = urlsplit(url)
         problem = self.links.check(parts.path, dict(parse_qsl(parts.query)))
         if problem:
@@ -156,3 +161,15 @@ class Worker:
         if asset is None or asset.data is None or asset.filename != unquote(match["filename"]):
             raise FetchError(f"zip_url {redact_url(url)} answered HTTP 404 NoSuchKey")
         return asset.data
+
+
+@cache
+def quick_output() -> bytes:
+    """What runs return with `faults.quick_outputs`: one small grey WebP, made once."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (128, 128, 128)).save(out, "WEBP")
+    return out.getvalue()

@@ -9,7 +9,6 @@ paying again.
 from __future__ import annotations
 
 import hashlib
-import io
 import threading
 from dataclasses import dataclass, field, replace as with_changes
 from decimal import Decimal
@@ -23,7 +22,7 @@ from runflow_bg.journal import FAILED, IN_FLIGHT, SUBMITTED, SUCCEEDED, Entry, J
 from runflow_bg.naming import (bind_fields, check_replaceable, existing_first_output, fields_of,
                                output_path, render)
 from runflow_bg.service.collect import Photo
-from runflow_bg.service.inputs import digest, local_source, request_hash
+from runflow_bg.service.inputs import local_source, request_hash
 from runflow_bg.pricing import PUBLISHED_PRICE
 from runflow_bg.service.replace import ReplaceOptions
 from runflow_bg.service.results import Outcome
@@ -143,22 +142,23 @@ def item_options(options: ReplaceOptions, photo: Photo) -> ReplaceOptions:
 
 
 def _check_photo(photo: Photo) -> tuple[str, str | None]:
-    """Read the photo, check that it opens as an image and look at its backdrop on a small
-    copy; returns the digest of its bytes and what about the backdrop may spoil the result."""
+    """Read the photo, check that it decodes as an image and look at its backdrop on a small
+    copy (decoded small: see reduced.py); returns the digest of its bytes and what about the
+    backdrop may spoil the result."""
     from PIL import Image, UnidentifiedImageError
+
+    from runflow_bg.reduced import reduced_copy
 
     source = read_input(photo.source)
     try:
-        with Image.open(io.BytesIO(source.data)) as image:
-            image.verify()
-        with Image.open(io.BytesIO(source.data)) as image:
-            image.draft("RGB", (512, 512))
-            image.thumbnail((256, 256))
-            problem = backdrop_problem(image.convert("RGB"))
+        with source.open() as stream, Image.open(stream) as image:
+            small = reduced_copy(image, 256)
+        small.thumbnail((256, 256))
+        problem = backdrop_problem(small.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise InputError(f"{photo.display}: not an image, or a damaged one.",
                          hint="Use a PNG, JPEG or WebP image.") from None
-    return digest(source.data), problem
+    return source.digest, problem
 
 
 def _check_once(photo: Photo, checked: dict) -> tuple[str, str | None]:
@@ -248,13 +248,10 @@ def plan_batch(photos: list[Photo], scene: PreparedImage | None, scene_source: I
     plan = Plan(options.price, job_key(options.request), scene, scene_source, [], scenes or {})
     _refuse_shared_outputs(photos, options.request, plan)
     checked: dict = {}
-    scene_digests: dict[str, str] = {}
     for photo in photos:
         prepared, source = plan.scene_of(photo)
-        if prepared.name not in scene_digests:
-            scene_digests[prepared.name] = digest(source.data)
-        plan.items.append(_plan_item(photo, prepared, scene_digests[prepared.name], checked,
-                                     journal, plan.job, options))
+        plan.items.append(_plan_item(photo, prepared, source.digest, checked, journal, plan.job,
+                                     options))
     items = plan.items
     warned = plan.warnings(*SPENDING)
     if warned and options.strict_inputs:

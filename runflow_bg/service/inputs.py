@@ -29,10 +29,6 @@ def request_hash(source: str, prompt: str | None, model: str = MODEL) -> str:
     return digest.hexdigest()
 
 
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def local_source(photo_digest: str, scene_digest: str, keep_profile: bool = False) -> str:
     """The source part of a request hash for local files: the digests of their bytes as read,
     and whether their colours are sent as they are (another request than converted ones)."""
@@ -94,12 +90,14 @@ def local_inputs(photo_name: str, scene: PreparedImage, scene_source: InputFile,
     for warning in warnings:
         reporter.on_notice(warning)
     package = pack(photo, scene)
+    with source.open() as stream:
+        rights = photo_rights(stream)
     return Inputs(photo=photo.name, scene=scene.name, stem=photo.stem, scene_stem=scene.stem,
                   image_member=package.image_member, reference_member=package.reference_member,
-                  source=local_source(digest(source.data), digest(scene_source.data), keep_profile),
+                  source=local_source(source.digest, scene_source.digest, keep_profile),
                   package=package,
                   summary=f"{photo.describe()} and {scene.describe()}", warnings=warnings,
-                  rights=photo_rights(source.data))
+                  rights=rights)
 
 
 def backdrop_warnings(photo: PreparedImage, scene: PreparedImage, *,
@@ -109,15 +107,16 @@ def backdrop_warnings(photo: PreparedImage, scene: PreparedImage, *,
     The model replaces the photo's white area: a photo without one, or with the scene's white
     backdrop where the photo should be, is worth a word before the run is paid for.
     """
+    problem = backdrop_problem(photo.preview)
+    if problem is None:
+        return ()
     if looks_swapped(photo.preview, scene.preview):
         warning = (f"{photo.name} looks like a scene and {scene.name} like a product on white: "
                    f"they seem to be given the wrong way round")
         hint = "Give the product photo first, then the scene."
-    elif problem := backdrop_problem(photo.preview):
+    else:
         warning = f"{photo.name}: {problem}; the model replaces only the white area"
         hint = "Photograph the product on plain white, or cut it out onto white."
-    else:
-        return ()
     if strict:
         raise InputError(f"{warning}.", hint=f"{hint} Without --strict-inputs this is a warning.")
     return (warning,)

@@ -62,9 +62,9 @@ def submit(client: RunflowClient, journal: Journal, request: Request, inputs: In
         # No lookup made over the grace window found it: the earlier create made nothing.
     zip_url = inputs.zip_url
     if inputs.package is not None:
-        asset = client.upload(inputs.package.data, "inputs.zip",
+        asset = client.upload(inputs.package.file, "inputs.zip",
                               on_bytes=lambda done, total: reporter.on_bytes("upload", done, total))
-        reporter.on_stage(f"uploaded inputs.zip ({human_size(len(inputs.package.data))})")
+        reporter.on_stage(f"uploaded inputs.zip ({human_size(inputs.package.size)})")
         zip_url = asset.url
     if client.clock.stopped:  # interrupted meanwhile: no new create after a signal
         raise KeyboardInterrupt
