@@ -7,6 +7,7 @@ almost all backdrop, so the border of a small copy is enough to tell.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from itertools import accumulate
 from typing import TYPE_CHECKING
 
@@ -39,9 +40,10 @@ def border_whiteness(image: Image.Image) -> tuple[dict[str, int], int]:
     counts = {edge: whiteness.crop(box).histogram() for edge, box in edges.items()}
     border = [sum(column) for column in zip(*counts.values())]
     level = _median(border)
-    distances = [0] * 256
-    for value, count in enumerate(border):
-        distances[abs(value - level)] += count
+    # How many border pixels lie each distance away from the median level, either side.
+    distances = [border[level]] + [
+        (border[level + d] if level + d < 256 else 0) + (border[level - d] if level >= d else 0)
+        for d in range(1, 256)]
     return {edge: _median(edge_counts) for edge, edge_counts in counts.items()}, _median(distances)
 
 
@@ -63,5 +65,6 @@ def looks_swapped(photo: Image.Image, scene: Image.Image) -> bool:
 
 
 def _median(counts: list[int]) -> int:
-    half = sum(counts) / 2
-    return next(value for value, total in enumerate(accumulate(counts)) if total >= half)
+    """The median value of a histogram (counts by value)."""
+    totals = list(accumulate(counts))
+    return bisect_left(totals, totals[-1] / 2)
