@@ -10,8 +10,6 @@ import typer
 
 from runflow_bg.cli import options as opt
 
-HELP = "Replace the background of many photos with one scene; resumable, paid once per photo."
-
 
 def batch(
     ctx: typer.Context,

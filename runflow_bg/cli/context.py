@@ -2,20 +2,25 @@
 
 The root command puts an `Invocation` on the Typer context; every command takes what it needs
 from it, so settings are resolved once, the environment is read only here, and the client and
-the journal are made the same way for every command.
+the journal are made the same way for every command. The settings and the terminal are made
+when a command first asks for them (`replace --help` asks for neither), so the root command
+imports little.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from runflow_bg.clock import Clock
-from runflow_bg.cli.terminal import Terminal
-from runflow_bg.config import CA_ENVS, PROXY_ENVS, Settings, credentials_too_open
+
+if TYPE_CHECKING:
+    from runflow_bg.cli.terminal import Terminal
+    from runflow_bg.config import Settings
 
 
 @dataclass
@@ -32,21 +37,34 @@ def new_clock() -> Clock:
     return Clock()
 
 
-@dataclass
 class Invocation:
     """What the root command resolved, handed to every command through the context."""
 
-    settings: Settings
-    terminal: Terminal
-    debug: bool = False
-    clock: Clock = field(default_factory=lambda: new_clock())
+    def __init__(self, environ: Mapping[str, str], *, api_key: str | None = None,
+                 base_url: str | None = None, debug: bool = False) -> None:
+        self.environ = environ
+        self.api_key_flag = api_key
+        self.base_url_flag = base_url
+        self.debug = debug
+        self.clock = new_clock()
 
     @classmethod
     def from_environment(cls, *, api_key: str | None, base_url: str | None,
                          debug: bool) -> Invocation:
-        environ = os.environ
-        return cls(Settings(environ, api_key_flag=api_key, base_url_flag=base_url),
-                   Terminal(environ), debug)
+        return cls(os.environ, api_key=api_key, base_url=base_url, debug=debug)
+
+    @cached_property
+    def settings(self) -> Settings:
+        from runflow_bg.config import Settings
+
+        return Settings(self.environ, api_key_flag=self.api_key_flag,
+                        base_url_flag=self.base_url_flag)
+
+    @cached_property
+    def terminal(self) -> Terminal:
+        from runflow_bg.cli.terminal import Terminal
+
+        return Terminal(self.environ)
 
     def key(self):
         """The API key's source (exit 3 when there is none); a readable credentials file warns."""
@@ -56,6 +74,8 @@ class Invocation:
         return source
 
     def warn_if_exposed(self, source) -> None:
+        from runflow_bg.config import credentials_too_open
+
         path = source.file
         if path is not None and credentials_too_open(path):
             self.terminal.note(f"Warning: other users can read {path}; run `chmod 600 {path}`.")
@@ -88,6 +108,8 @@ class Invocation:
             with self.client(connections=connections) as client:
                 yield client
             return
+        import secrets
+
         from runflow_bg.emulator import Emulator
 
         emulator = Emulator(api_key=f"rf_local_{secrets.token_hex(8)}", port=0,
@@ -143,6 +165,8 @@ class Invocation:
 
     def network_variables(self, *, proxies: bool) -> dict[str, str]:
         """The proxy (or CA) variables in effect, for `doctor`."""
+        from runflow_bg.config import CA_ENVS, PROXY_ENVS
+
         names = PROXY_ENVS if proxies else CA_ENVS
         return {name: self.settings.environ[name] for name in names
                 if self.settings.environ.get(name)}
