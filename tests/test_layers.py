@@ -63,15 +63,16 @@ def test_only_the_cli_reads_the_environment_and_the_settings():
 
 
 PROBE = """
-import json, sys
+import atexit, json, sys
 sys.argv = ["runflow-bg", *json.loads(sys.argv[1])]
+
+def report():  # at exit, however the process ends
+    heavy = sorted(m for m in ("httpx", "PIL", "rich.progress", "sqlite3") if m in sys.modules)
+    sys.stderr.write("HEAVY=" + json.dumps(heavy) + "\\n")
+
+atexit.register(report)
 from runflow_bg.cli.app import main
-try:
-    main()
-except SystemExit:
-    pass
-heavy = sorted(m for m in ("httpx", "PIL", "rich.progress", "sqlite3") if m in sys.modules)
-sys.stderr.write("HEAVY=" + json.dumps(heavy) + "\\n")
+main()
 """
 
 

@@ -221,7 +221,33 @@ def _complete_quickly() -> None:
         typer._completion_classes._sanitize_help_text = lambda text: text
 
 
+def _exit_at_once() -> None:
+    """After a clean finish, end the process without tearing the interpreter down (tens of ms
+    of freeing objects, more on a busy machine): the output is flushed, the exit handlers run,
+    and no other thread is left. Otherwise return, for the usual exit."""
+    import atexit
+    import os
+    import threading
+
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if threading.active_count() > 1 or run_exit_handlers is None:
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe or stream: the usual exit reports it
+        return
+    run_exit_handlers()
+    os._exit(0)
+
+
 def main() -> None:
-    """Console-script entry point: SIGTERM handled like Ctrl-C, then the app."""
+    """Console-script entry point: SIGTERM handled like Ctrl-C, then the app. Every file the
+    commands write is closed when they return, and the journal's writes are durable as made."""
     _interrupt_on_sigterm()
-    app(prog_name="runflow-bg")
+    try:
+        app(prog_name="runflow-bg")
+    except SystemExit as finished:
+        if finished.code in (None, 0):
+            _exit_at_once()
+        raise
