@@ -109,7 +109,7 @@ class RunflowGroup(TyperGroup):
         return command
 
     def parse_args(self, ctx, args):
-        if ctx.resilient_parsing:  # how click parses the words of a Tab press
+        if ctx.resilient_parsing:  # click parses resiliently only to complete a Tab press
             _complete_quickly()
         check_quickly(self, ctx, subcommands=False)
         return super().parse_args(ctx, args)
