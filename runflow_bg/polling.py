@@ -10,13 +10,13 @@ account's runs take about as long each time. The default schedule uses that:
   risks grows with its square, the polls it costs only with its length), and the sum does not
   step over a sudden rise of h, such as runs that all take 2 s.
 - h comes from a spread of run durations: those of the last runs the journal knows, each one
-  smoothed, blended with a prior of typical runs (log-normal, median 55 s: one in 20 under
-  24 s, one in 20 over 125 s) that counts as 4 runs, so that it fades as history grows and
-  still covers a run slower than all of them.
+  smoothed (never finer than the shortest wait), blended with a prior of typical runs
+  (log-normal, median 55 s: one in 20 under 24 s, one in 20 over 125 s) that counts as 4 runs,
+  so that it fades as history grows and still covers a run slower than all of them.
 - k is set so that, over that spread, a run is expected to cost 0.95 times the polls of
   Runflow's SDK, which asks at once and then every 2 s.
 - Each wait is 0.25 s at least and 10 s at most, and never more than twice the time waited so
-  far (1 s at first): a run that ends unusually early is still seen soon.
+  far (0.25 s at first): a run that ends unusually early is still seen soon.
 
 A fixed interval (`--poll-interval`) replaces all this. `benchmarks/bench_polling.py` measures
 the lateness and the polls per run of each schedule.
@@ -40,7 +40,7 @@ StatusCallback = Callable[[Run, float], None]
 PRIOR_MEDIAN = 55.0  # seconds
 PRIOR_SPREAD = 0.5  # standard deviation of the log of a duration
 PRIOR_RUNS = 4.0  # how many runs of history the prior weighs as
-SHORTEST, LONGEST, FIRST = 0.25, 10.0, 1.0  # seconds between polls
+SHORTEST, LONGEST, FIRST = 0.25, 10.0, 0.25  # seconds between polls
 SDK_INTERVAL = 2.0
 SHARE_OF_SDK_POLLS = 0.95
 _GRID = tuple(0.25 * 1.02 ** i for i in range(470))  # 0.25 s to about 3000 s, 2 % apart
@@ -63,7 +63,9 @@ class Durations:
             mean = sum(past) / len(past)
             spread = math.sqrt(sum((x - mean) ** 2 for x in past) / len(past))
             width = max(0.04, 1.06 * spread * len(past) ** -0.2)  # Silverman's rule, 4 % at least
-            parts += [((1 - prior_weight) / len(past), x, width) for x in past]
+            # no narrower than the shortest wait: polls cannot tell finer times apart
+            parts += [((1 - prior_weight) / len(past), x, max(width, SHORTEST / math.exp(x)))
+                      for x in past]
         return parts
 
     def at(self, t: float) -> tuple[float, float]:
@@ -82,7 +84,8 @@ class Durations:
 
 
 def _bounded(last: float) -> float:
-    """The longest wait after a poll at `last`: 1 s at first, then twice the time waited, 10 s."""
+    """The longest wait after a poll at `last`: 0.25 s at first, then twice the time waited, 10 s
+    at most."""
     return min(LONGEST, max(FIRST, 2 * last))
 
 
