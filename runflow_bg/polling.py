@@ -10,7 +10,7 @@ account's runs take about as long each time. The default schedule uses that:
   risks grows with its square, the polls it costs only with its length), and the sum does not
   step over a sudden rise of h, such as runs that all take 2 s.
 - h comes from a spread of run durations: those of the last runs the journal knows, each one
-  smoothed (never finer than the shortest wait), blended with a prior of typical runs
+  smoothed (1/8 s at least), blended with a prior of typical runs
   (log-normal, median 55 s: one in 20 under 24 s, one in 20 over 125 s) that counts as 4 runs,
   so that it fades as history grows and still covers a run slower than all of them.
 - k is set so that, over that spread, a run is expected to cost 0.95 times the polls of
@@ -56,16 +56,18 @@ class Durations:
     @cached_property
     def _parts(self) -> list[tuple[float, float, float]]:
         """(weight, log of the median, spread) of each log-normal part."""
-        past = [math.log(seconds) for seconds in self.history if seconds > 0]
+        past = [seconds for seconds in self.history if seconds > 0]
         prior_weight = PRIOR_RUNS / (PRIOR_RUNS + len(past))
         parts = [(prior_weight, math.log(PRIOR_MEDIAN), PRIOR_SPREAD)]
         if past:
-            mean = sum(past) / len(past)
-            spread = math.sqrt(sum((x - mean) ** 2 for x in past) / len(past))
-            width = max(0.04, 1.06 * spread * len(past) ** -0.2)  # Silverman's rule, 4 % at least
-            # no narrower than the shortest wait: polls cannot tell finer times apart
-            parts += [((1 - prior_weight) / len(past), x, max(width, SHORTEST / math.exp(x)))
-                      for x in past]
+            logs = [math.log(seconds) for seconds in past]
+            mean = sum(logs) / len(logs)
+            spread = math.sqrt(sum((x - mean) ** 2 for x in logs) / len(logs))
+            width = max(0.04, 1.06 * spread * len(logs) ** -0.2)  # Silverman's rule, 4 % at least
+            # Centred a moment later and 1/8 s wide at least: a wait starts just after the run's
+            # clock does, and polls 0.25 s apart cannot tell finer times apart.
+            parts += [((1 - prior_weight) / len(past), math.log(seconds + SHORTEST / 4),
+                       max(width, SHORTEST / (2 * seconds))) for seconds in past]
         return parts
 
     def at(self, t: float) -> tuple[float, float]:
