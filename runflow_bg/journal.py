@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_by_hash ON requests (content_hash, status);
 CREATE INDEX IF NOT EXISTS requests_by_item ON requests (job, item);
 CREATE INDEX IF NOT EXISTS requests_by_run ON requests (run_id);
+CREATE INDEX IF NOT EXISTS requests_by_update ON requests (updated_at);
 """
 _ADDED_COLUMNS = (("owner", "TEXT"), ("sent_at", "REAL"), ("run_seconds", "REAL"))
 _SETUP_ATTEMPTS = 200  # 10 s at most
