@@ -1,7 +1,7 @@
 """How late a run's end is noticed, and how many polls it costs (python benchmarks/bench_polling.py).
 
 Simulated runs on a simulated clock (no sleeping), through the real `wait_for_run`, for:
-- the schedule runflow-bg had before (0.25 s for 3 s, then x1.5 up to every 5 s);
+- a back-off, runflow-bg's earlier default (0.25 s for 3 s, then x1.5 up to every 5 s);
 - Runflow's JS SDK (a read at once, then one every 2 s);
 - the adaptive schedule without history, and with the durations of the account's 50 previous runs.
 Two spreads of run durations: independent runs uniform over 20-100 s (Runflow's typical range, as
@@ -38,8 +38,8 @@ class SimulatedClock(Clock):
         self.time += seconds
 
 
-class OldSchedule:
-    """The schedule before: 0.25 s for the first 3 s, then x1.5 each time, up to every 5 s."""
+class BackOff:
+    """runflow-bg's earlier default: 0.25 s for the first 3 s, then x1.5 each time, up to 5 s."""
 
     def __init__(self) -> None:
         self.previous: float | None = None
@@ -93,13 +93,13 @@ def account_runs(rng: random.Random, accounts: int, runs: int) -> list[tuple[lis
 def measure(spreads: list[tuple[list, list]]) -> dict[str, tuple[float, float, float]]:
     """Per schedule: mean lateness, 90th percentile of lateness, mean polls per run."""
     results: dict[str, list[tuple[float, int]]] = {
-        "before (0.25 s, then x1.5 to 5 s)": [], "Runflow's SDK (every 2 s)": [],
+        "back-off (0.25 s, then x1.5 to 5 s)": [], "Runflow's SDK (every 2 s)": [],
         "adaptive, no history": [], f"adaptive, {HISTORY} runs of history": []}
     no_history = PollSchedule()
     for history, runs in spreads:
         learned = PollSchedule().learn(history)
         for seconds in runs:
-            results["before (0.25 s, then x1.5 to 5 s)"].append(wait(OldSchedule(), seconds))
+            results["back-off (0.25 s, then x1.5 to 5 s)"].append(wait(BackOff(), seconds))
             results["Runflow's SDK (every 2 s)"].append(sdk_wait(seconds))
             results["adaptive, no history"].append(wait(no_history, seconds))
             results[f"adaptive, {HISTORY} runs of history"].append(wait(learned, seconds))
