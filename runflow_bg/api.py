@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, BinaryIO, Union, cast
 from runflow_bg.choices import (DeliveryChoice, Duration, file_like_warning, is_file_like,
                                 resolve_delivery, resolve_request)
 from runflow_bg.clock import Clock
-from runflow_bg.config import HOME_ENV, Settings
 from runflow_bg.errors import UsageError
 from runflow_bg.workspace import Workspace
 
@@ -94,6 +93,8 @@ class Runflow(Workspace):
                  home: str | os.PathLike | None = None,
                  environ: Mapping[str, str] | None = None,
                  on_progress: Listener = None, clock: Clock | None = None) -> None:
+        from runflow_bg.config import HOME_ENV, Settings
+
         environ = dict(os.environ if environ is None else environ)
         if home is not None:
             environ[HOME_ENV] = os.fspath(home)

@@ -7,6 +7,8 @@ API key and no presigned query string.
 
 from __future__ import annotations
 
+import ssl
+import threading
 import uuid
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -87,6 +89,43 @@ def check_api_key(api_key: str) -> str:
     return api_key
 
 
+class TrustOnFirstUse(ssl.SSLContext):
+    """The TLS context of a client's connections, with httpx's CA certificates (certifi's, or
+    those SSL_CERT_FILE or SSL_CERT_DIR name) loaded at the first TLS connection: tens of ms a
+    run against the emulator over plain http never spends. httpcore asks a context for ALPN and
+    to wrap sockets, which the loaded context does; unloaded, this one trusts nothing."""
+
+    def __new__(cls, trust_env: bool) -> TrustOnFirstUse:
+        return super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
+
+    def __init__(self, trust_env: bool) -> None:
+        self._trust_env = trust_env
+        self._loaded: ssl.SSLContext | None = None
+        self._lock = threading.Lock()
+
+    def loaded(self) -> ssl.SSLContext:
+        with self._lock:
+            if self._loaded is None:
+                try:
+                    self._loaded = httpx.create_ssl_context(trust_env=self._trust_env)
+                except OSError as exc:  # ssl.SSLError included: a CA bundle that cannot be loaded
+                    raise UsageError(
+                        "Cannot load the CA certificates named by SSL_CERT_FILE or SSL_CERT_DIR "
+                        f"({exc.strerror or exc}).",
+                        hint="Point SSL_CERT_FILE at a PEM file of CA certificates, or unset it.",
+                    ) from None
+            return self._loaded
+
+    def set_alpn_protocols(self, protocols: Any) -> None:
+        self.loaded().set_alpn_protocols(protocols)
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        return self.loaded().wrap_socket(*args, **kwargs)
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        return self.loaded().wrap_bio(*args, **kwargs)
+
+
 class RunflowClient:
     """A synchronous client of the Runflow API, safe to share between threads."""
 
@@ -124,10 +163,14 @@ class RunflowClient:
         api_headers = dict(headers)
         if self._api_key:
             api_headers["Authorization"] = f"Bearer {self._api_key}"
-        api = http_client(headers=api_headers, transport=transport, follow_redirects=False,
-                          limits=limits, trust_env=trust_env)
-        storage = http_client(headers=headers, transport=storage_transport or transport,
-                              follow_redirects=False, limits=limits, trust_env=trust_env)
+        tls = TrustOnFirstUse(trust_env)  # one for both clients
+        if self.base_url.startswith("https:"):
+            tls.loaded()  # at once: a CA bundle that cannot be loaded stops before anything is sent
+        api = httpx.Client(headers=api_headers, transport=transport, follow_redirects=False,
+                           limits=limits, trust_env=trust_env, verify=tls)
+        storage = httpx.Client(headers=headers, transport=storage_transport or transport,
+                               follow_redirects=False, limits=limits, trust_env=trust_env,
+                               verify=tls)
         self._api = Transport(api, policy, self.clock, attempt_seconds=timeout, log=self._note,
                               on_retry=on_retry)
         self._storage = Transport(storage, policy, self.clock, attempt_seconds=timeout,

@@ -81,6 +81,7 @@ def place(tmp: Path, final: Path, overwrite: bool) -> None:
 def check_image(path: Path, fetched: Fetched, run_id: str) -> None:
     """An output must be an image before it takes its name: not an error page, not a stub."""
     from PIL import Image, UnidentifiedImageError
+    from PIL import WebPImagePlugin  # noqa: F401  Runflow's format, known without loading all
 
     try:
         with Image.open(path) as image:

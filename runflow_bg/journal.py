@@ -58,13 +58,15 @@ CREATE TABLE IF NOT EXISTS requests (
     created_at    REAL NOT NULL,
     updated_at    REAL NOT NULL,
     owner         TEXT,
-    sent_at       REAL
+    sent_at       REAL,
+    run_seconds   REAL
 );
 CREATE INDEX IF NOT EXISTS requests_by_hash ON requests (content_hash, status);
 CREATE INDEX IF NOT EXISTS requests_by_item ON requests (job, item);
 CREATE INDEX IF NOT EXISTS requests_by_run ON requests (run_id);
+CREATE INDEX IF NOT EXISTS requests_by_update ON requests (updated_at);
 """
-_ADDED_COLUMNS = (("owner", "TEXT"), ("sent_at", "REAL"))
+_ADDED_COLUMNS = (("owner", "TEXT"), ("sent_at", "REAL"), ("run_seconds", "REAL"))
 _SETUP_ATTEMPTS = 200  # 10 s at most
 
 
@@ -307,10 +309,12 @@ class Journal:
                     "WHERE client_ref = ?", (UNKNOWN, error, time.time(), client_ref))
 
     def record_finish(self, client_ref: str, status: str, outputs: list[str] | tuple[str, ...] = (),
-                      error: str | None = None) -> None:
+                      error: str | None = None, run_seconds: float | None = None) -> None:
+        """The request's end; `run_seconds`, how long its run took, teaches the poll schedule."""
         self._write("UPDATE requests SET status = ?, outputs = ?, error = ?, owner = NULL, "
-                    "updated_at = ? WHERE client_ref = ?",
-                    (status, json.dumps(list(outputs)), error, time.time(), client_ref))
+                    "updated_at = ?, run_seconds = ? WHERE client_ref = ?",
+                    (status, json.dumps(list(outputs)), error, time.time(), run_seconds,
+                     client_ref))
 
     def drop_abandoned(self) -> None:
         """Forget unfinished requests whose process has died (their runs cannot be reached)."""
@@ -344,6 +348,13 @@ class Journal:
         """This process's requests of a job whose runs exist, or may: for the interrupt message."""
         return self._rows("WHERE job = ? AND owner = ? AND status IN (?, ?, ?) ORDER BY created_at",
                           (job, self.owner.dump(), CREATING, SUBMITTED, UNKNOWN))
+
+    def recent_run_seconds(self, limit: int = 50) -> list[float]:
+        """How long the latest finished runs took, newest first (for the poll schedule)."""
+        with self._lock:
+            rows = self._db.execute("SELECT run_seconds FROM requests WHERE run_seconds > 0 "
+                                    "ORDER BY updated_at DESC LIMIT ?", (limit,)).fetchall()
+        return [seconds for (seconds,) in rows]
 
     def recorded_outputs(self) -> set[str]:
         """Every file the journal says the tool saved, as recorded."""

@@ -7,7 +7,6 @@ warnings and the request log go, and learns each secret to keep out of sight.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,9 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from runflow_bg.clock import Clock
-from runflow_bg.config import Settings, credentials_too_open
 
 if TYPE_CHECKING:
+    from runflow_bg.config import Settings
     from runflow_bg.client import RunflowClient
     from runflow_bg.journal import Journal
 
@@ -51,11 +50,12 @@ def _give_back_large_buffers() -> None:
 class Workspace:
     """Settings resolved once, a clock every wait goes through, and factories built on them."""
 
-    def __init__(self, settings: Settings, clock: Clock | None = None, *,
+    def __init__(self, settings: Settings | None, clock: Clock | None = None, *,
                  notice: Callable[[str], None] = _ignore, warn: Callable[[str], None] = _ignore,
                  log: Callable[[str], None] | None = None,
                  hide: Callable[[str], None] = _ignore) -> None:
-        self.settings = settings
+        if settings is not None:  # else the subclass makes them when first asked for
+            self.settings = settings
         self.clock = clock or Clock()
         self._notice, self._warn, self._log, self._hide = notice, warn, log, hide
 
@@ -66,6 +66,8 @@ class Workspace:
     def key(self):
         """The API key's source (AuthError, exit 3, when there is none); a credentials file other
         users can read is worth a warning."""
+        from runflow_bg.config import credentials_too_open
+
         source = self.settings.require_key()
         self._hide(source.key)
         path = source.file
@@ -100,6 +102,8 @@ class Workspace:
             with self.client(connections=connections) as client:
                 yield client
             return
+        import secrets
+
         from runflow_bg.emulator import Emulator
         from runflow_bg.emulator.app import LOCAL_MAX_SIDE
 

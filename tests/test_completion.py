@@ -138,14 +138,15 @@ def test_fish(env, tmp_path, line, expected):
 
 
 PROBE = """
-import json, os, sys
+import atexit, json, sys
+
+def report():  # at exit, however the process ends
+    heavy = sorted(m for m in ("httpx", "PIL", "pydantic_core", "rich", "sqlite3") if m in sys.modules)
+    sys.stderr.write("HEAVY=" + json.dumps(heavy) + "\\n")
+
+atexit.register(report)
 from runflow_bg.cli.app import main
-try:
-    main()
-except SystemExit:
-    pass
-heavy = sorted(m for m in ("httpx", "PIL", "pydantic_core", "rich", "sqlite3") if m in sys.modules)
-sys.stderr.write("HEAVY=" + json.dumps(heavy) + "\\n")
+main()
 """
 
 

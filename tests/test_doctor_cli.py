@@ -82,8 +82,9 @@ def test_proxies_are_listed_without_their_credentials(emu, env, tmp_path):
     assert "s3cretpw" not in result.stdout.decode() + result.stderr.decode()
 
 
-def test_a_ca_bundle_that_cannot_be_loaded_exits_2(emu, env, tmp_path):
-    env["SSL_CERT_FILE"] = str(tmp_path / "missing-ca.pem")
+def test_a_ca_bundle_that_cannot_be_loaded_exits_2(env, tmp_path):
+    env.update(SSL_CERT_FILE=str(tmp_path / "missing-ca.pem"),
+               RUNFLOW_BASE_URL="https://api.runflow.example")  # plain http needs no CA bundle
     result = run_cli("doctor", env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert rows(result)["CA bundle"] == f"SSL_CERT_FILE={tmp_path / 'missing-ca.pem'}"

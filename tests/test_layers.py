@@ -68,21 +68,57 @@ def test_only_the_front_doors_read_the_environment_and_the_settings():
 
 
 PROBE = """
-import json, sys
+import atexit, json, sys
 sys.argv = ["runflow-bg", *json.loads(sys.argv[1])]
+
+def report():  # at exit, however the process ends
+    heavy = sorted(m for m in ("httpx", "PIL", "rich.progress", "sqlite3", "pydantic")
+                   if m in sys.modules)
+    commands = sorted(m for m in sys.modules if m.endswith("_cmd"))
+    sys.stderr.write("HEAVY=" + json.dumps(heavy) + "\\n")
+    sys.stderr.write("COMMANDS=" + json.dumps(commands) + "\\n")
+
+atexit.register(report)
 from runflow_bg.cli.app import main
-try:
-    main()
-except SystemExit:
-    pass
-heavy = sorted(m for m in ("httpx", "PIL", "rich.progress", "sqlite3") if m in sys.modules)
-sys.stderr.write("HEAVY=" + json.dumps(heavy) + "\\n")
+main()
 """
 
 
-@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["replace", "--help"]])
-def test_fast_paths_import_neither_httpx_nor_pillow(argv):
+def probe(argv: list[str]) -> dict[str, list[str]]:
     result = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv)],
                             capture_output=True, text=True, timeout=60)
-    line = [l for l in result.stderr.splitlines() if l.startswith("HEAVY=")][-1]
-    assert json.loads(line[len("HEAVY="):]) == []
+    return {name: json.loads(value) for name, _, value in
+            (line.partition("=") for line in result.stderr.splitlines())
+            if name in ("HEAVY", "COMMANDS")}
+
+
+@pytest.mark.parametrize("argv,commands", [(["--version"], []), (["--help"], []),
+                                           (["replace", "--help"], ["runflow_bg.cli.replace_cmd"])])
+def test_fast_paths_import_neither_httpx_nor_pillow_nor_pydantic(argv, commands):
+    loaded = probe(argv)
+    assert loaded["HEAVY"] == []
+    assert loaded["COMMANDS"] == commands, "a command's module is imported only when it is used"
+
+
+def test_help_lists_the_commands_as_typer_lists_them_when_they_are_all_built():
+    import importlib
+
+    import typer
+    from typer.testing import CliRunner
+
+    from runflow_bg.cli import app as cli
+
+    eager = typer.Typer(name="runflow-bg", help=cli.app.info.help, no_args_is_help=True,
+                        context_settings={"help_option_names": ["-h", "--help"]},
+                        **cli.TYPER_SETTINGS)
+    eager.callback()(cli.root)
+    for name, (module_name, help_text) in cli.COMMANDS.items():
+        module = importlib.import_module(f"runflow_bg.cli.{module_name}")
+        if isinstance(getattr(module, "app", None), typer.Typer):
+            eager.add_typer(module.app, name=name, help=help_text)
+        else:
+            eager.command(name, help=help_text)(getattr(module, name))
+    for argv in (["--help"], ["replace", "--help"], ["runs", "--help"], ["runs", "wait", "--help"]):
+        shown = CliRunner().invoke(cli.app, argv, prog_name="runflow-bg")
+        assert shown.exit_code == 0 and "Usage: runflow-bg" in shown.output
+        assert shown.output == CliRunner().invoke(eager, argv, prog_name="runflow-bg").output

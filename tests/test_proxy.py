@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import io
 import shutil
 import ssl
 import subprocess
@@ -13,6 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from helpers import KEY, cli_env, run_cli
+from runflow_bg.client import RunflowClient
+from runflow_bg.errors import UsageError
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te",
               "trailer", "transfer-encoding", "upgrade", "content-length"}
@@ -157,9 +160,20 @@ def test_an_untrusted_certificate_exits_5_at_once_naming_ssl_cert_file(tls_front
     assert "retrying" not in stderr, "a certificate problem is not retried"
 
 
-def test_a_ca_bundle_that_cannot_be_loaded_exits_2(emu, work, env):
-    env["SSL_CERT_FILE"] = str(work / "bottle.png")
+def test_a_ca_bundle_that_cannot_be_loaded_exits_2_before_anything_is_sent(work, env):
+    env.update(SSL_CERT_FILE=str(work / "bottle.png"), RUNFLOW_BASE_URL="https://api.runflow.example",
+               RUNFLOW_BG_RETRIES="1")
     result = run_cli("runs", "list", env=env, cwd=work)
-    assert result.returncode == 2
+    assert result.returncode == 2, "a connection attempt would have ended in exit 5"
     assert "Cannot load the CA certificates named by SSL_CERT_FILE" in result.stderr.decode()
-    assert emu.requests == []
+
+
+def test_plain_http_loads_no_ca_bundle_until_a_tls_connection_needs_it(emu, tls_front, work,
+                                                                       monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", str(work / "bottle.png"))
+    with RunflowClient(KEY, emu.base_url) as client:
+        assert client.list_runs().items == ()
+        base_url, _ = tls_front
+        with pytest.raises(UsageError, match="Cannot load the CA certificates named by SSL_CERT_FILE"):
+            client.download(f"{base_url}/v1/health", io.BytesIO())
+    assert [request.path for request in emu.requests] == ["/v1/runs"]

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from helpers import JSON_KEYS, KEY, cli_env, has_control_chars, run_cli, write_photo
+from helpers import JSON_KEYS, KEY, cli_env, has_control_chars, run_cli, run_process, write_photo
 from runflow_bg.client import RunflowClient
 
 
@@ -334,3 +334,18 @@ def test_the_installed_console_script_keeps_streams_apart_and_exits_honestly(wor
                              capture_output=True, timeout=60)
     assert refused.returncode == 3 and refused.stdout == b""
     assert "\nError: No Runflow API key found.\nHint: Set RUNFLOW_API_KEY" in refused.stderr.decode()
+
+
+def test_a_clean_finish_ends_the_process_with_everything_written(work, isolated_env):
+    """The process ends without the interpreter's teardown only once stdout (a pipe here) is
+    flushed, the saved file closed and the run in the journal: the same command again finds it."""
+    env = cli_env(None, isolated_env, key=None, RUNFLOW_BG_LOCAL_RUN_SECONDS="0")
+    args = ("replace", "--local", "bottle.png", "marble.jpg", "--json")
+    first = run_process(*args, env=env, cwd=work)
+    assert first.returncode == 0, first.stderr.decode()
+    saved = json.loads(first.stdout)["outputs"][0]["path"]
+    with Image.open(work / saved) as image:
+        image.load()
+    again = run_process(*args, env=env, cwd=work)
+    assert again.returncode == 0, again.stderr.decode()
+    assert json.loads(again.stdout)["skipped"] is True and b"already done" in again.stderr

@@ -1,4 +1,4 @@
-"""Narrow unit tests: image preparation, packing, naming, polling, durations, settings."""
+"""Narrow unit tests: image preparation, packing, naming, durations, settings."""
 
 from __future__ import annotations
 
@@ -11,15 +11,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from helpers import FakeClock
 from runflow_bg import config
 from runflow_bg.durations import format_duration, parse_duration
-from runflow_bg.errors import AuthError, InputError, UsageError, WaitTimeout
+from runflow_bg.errors import AuthError, InputError, UsageError
 from runflow_bg.images import InputFile, prepare_image, read_input
-from runflow_bg.models import Run
 from runflow_bg.naming import check_template, output_path, render, safe_component
 from runflow_bg.packing import pack
-from runflow_bg.polling import PollSchedule, wait_for_run
 
 
 def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -113,36 +110,6 @@ def test_templates_stay_inside_the_output_folder(tmp_path):
     assert output_path(tmp_path, "sub/x.webp") == tmp_path / "sub/x.webp"
     with pytest.raises(InputError):
         output_path(tmp_path, "../x.webp")
-
-
-# -- polling ----------------------------------------------------------------------------------
-
-def test_adaptive_polling_is_quick_then_slower_up_to_5s():
-    clock = FakeClock()
-    reads = iter(["queued"] * 30 + ["succeeded"])
-    statuses = []
-    run = wait_for_run(lambda run_id: Run(run_id, next(reads)), Run("r", "queued"), deadline=None,
-                       schedule=PollSchedule(), clock=clock,
-                       on_status=lambda run, waited: statuses.append(run.status))
-    assert run.status == "succeeded" and statuses == ["queued", "succeeded"]
-    assert clock.sleeps[0] == 0.25 and max(clock.sleeps) == 5.0
-    assert all(a <= b for a, b in zip(clock.sleeps, clock.sleeps[1:]))
-
-
-def test_fixed_poll_interval_and_timeout():
-    clock = FakeClock()
-    with pytest.raises(WaitTimeout) as info:
-        wait_for_run(lambda run_id: Run(run_id, "running"), Run("r", "queued"), deadline=10,
-                     schedule=PollSchedule(fixed=3), clock=clock)
-    assert clock.sleeps == [3, 3, 3, 1] and "runflow-bg runs wait r" in info.value.hint
-
-
-def test_unknown_status_is_waited_on():
-    clock = FakeClock()
-    reads = iter(["warming", "succeeded"])
-    run = wait_for_run(lambda run_id: Run(run_id, next(reads)), Run("r", "mystery"), deadline=60,
-                       schedule=PollSchedule(), clock=clock)
-    assert run.status == "succeeded"
 
 
 # -- durations --------------------------------------------------------------------------------

@@ -1,22 +1,81 @@
-"""The root command: global options, the command groups, and the process entry point.
+"""The root command: global options, the table of commands, and the process entry point.
 
-Only typer is imported at start-up; each command imports what it needs when it runs, so that
-`--version`, `--help` and shell completion stay fast.
+Only typer is imported at start-up. A command's module is imported, and the command built, when
+the command is used: `--version` builds none, `--help` lists them from the table, a Tab press
+builds the one it completes. Each command imports what it needs when it runs.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Iterator, Mapping
 from typing import Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from runflow_bg import __version__
-from runflow_bg.cli import (auth_cmd, batch_cmd, check_cmd, config_cmd, doctor_cmd,
-                            emulator_cmd, presets_cmd, replace_cmd, runs_cmd, samples_cmd,
-                            webhook_cmd)
-from runflow_bg.config import COMPLETE_ENV
+from runflow_bg.cli.coercion import check_quickly
+
+# name -> (its module in runflow_bg.cli, its help). A module holds either `app`, a Typer of
+# subcommands, or a function named like the command. In the order `--help` lists them.
+COMMANDS = {
+    "replace": ("replace_cmd", "Replace the background of PHOTO with SCENE: pack, upload, run, "
+                               "wait, download."),
+    "batch": ("batch_cmd", "Replace the background of many photos with one scene, or each "
+                           "with several; resumable, paid once per photo and scene."),
+    "doctor": ("doctor_cmd", "Check the set-up: versions, paths, key, base URL, proxies, and "
+                             "Runflow's answer."),
+    "emulator": ("emulator_cmd", "Serve the built-in Runflow-compatible API on loopback, for free "
+                                 "offline tests."),
+    "presets": ("presets_cmd", "List the shop presets: their rules for a main image and the "
+                               "pages they come from."),
+    "check": ("check_cmd", "Check image files against a shop preset: one `FILE: problem` line "
+                           "per broken rule."),
+    "samples": ("samples_cmd", "Write the sample product photo and scene (bottle.png, "
+                               "marble.jpg) to try the tool."),
+    "runs": ("runs_cmd", "Runs submitted earlier: show, list, wait for them, download outputs."),
+    "auth": ("auth_cmd", "Log in to Runflow once, log out, and see which key is used."),
+    "config": ("config_cmd", "See and change runflow-bg's settings."),
+    "webhook": ("webhook_cmd", "Check Runflow's signed callbacks."),
+}
+TYPER_SETTINGS = {"rich_markup_mode": None, "pretty_exceptions_enable": False}
+
+
+def build_command(name: str):
+    """The click command `name`, built by typer as part of a Typer with the root's settings."""
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(f"runflow_bg.cli.{module_name}")
+    holder = typer.Typer(add_completion=False, **TYPER_SETTINGS)
+    subcommands = getattr(module, "app", None)
+    if isinstance(subcommands, typer.Typer):
+        holder.add_typer(subcommands, name=name, help=help_text)
+        command = typer.main.get_command(holder).commands[name]
+    else:
+        holder.command(name, help=help_text)(getattr(module, name))
+        command = typer.main.get_command(holder)
+    return command
+
+
+class Commands(Mapping):
+    """The root's commands by name, each built the first time it is looked up."""
+
+    def __init__(self) -> None:
+        self._built: dict = {}
+
+    def __getitem__(self, name: str):
+        if name not in self._built:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            self._built[name] = build_command(name)
+        return self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(COMMANDS)
+
+    def __len__(self) -> int:
+        return len(COMMANDS)
 
 
 class RunflowGroup(TyperGroup):
@@ -25,7 +84,35 @@ class RunflowGroup(TyperGroup):
     Typer and Click handle their own usage errors (exit 2) and `typer.Exit`; every other
     exception raised by a command is printed by the invocation's terminal, with its hint, and
     ends the process with the exit code its class carries (1 for anything unexpected).
+    Its commands are built when first looked up (`Commands`).
     """
+
+    def __init__(self, **attrs) -> None:
+        super().__init__(**attrs)
+        self.commands = Commands()
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(COMMANDS)
+
+    def format_commands(self, ctx, formatter) -> None:
+        """The command list of `--help`, from the table: listing builds no command."""
+        limit = formatter.width - 6 - max(map(len, COMMANDS))
+        rows = [(name, TyperCommand(name=name, help=text).get_short_help_str(limit))
+                for name, (_, text) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def get_command(self, ctx, name: str):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            check_quickly(command, ctx)
+        return command
+
+    def parse_args(self, ctx, args):
+        if ctx.resilient_parsing:  # click parses resiliently only to complete a Tab press
+            _complete_quickly()
+        check_quickly(self, ctx, subcommands=False)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         from typer._click.exceptions import ClickException
@@ -76,9 +163,8 @@ app = typer.Typer(
     cls=RunflowGroup,
     help="Replace the background of product photos with Runflow's background-replace model.",
     no_args_is_help=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    **TYPER_SETTINGS,
 )
 
 
@@ -108,18 +194,6 @@ def root(
     ctx.obj = Invocation.from_environment(api_key=api_key, base_url=base_url, debug=debug)
 
 
-app.command("replace", help=replace_cmd.HELP)(replace_cmd.replace)
-app.command("batch", help=batch_cmd.HELP)(batch_cmd.batch)
-app.add_typer(runs_cmd.app, name="runs")
-app.add_typer(auth_cmd.app, name="auth")
-app.add_typer(config_cmd.app, name="config")
-app.command("doctor", help=doctor_cmd.HELP)(doctor_cmd.doctor)
-app.add_typer(webhook_cmd.app, name="webhook")
-app.command("emulator", help=emulator_cmd.HELP)(emulator_cmd.emulator)
-app.command("presets", help=presets_cmd.HELP)(presets_cmd.presets)
-app.command("check", help=check_cmd.HELP)(check_cmd.check)
-app.command("samples", help=samples_cmd.HELP)(samples_cmd.samples)
-
 
 def _interrupt_on_sigterm() -> None:
     """SIGTERM (CI cancelling a job) and SIGHUP (a closed terminal) are handled like Ctrl-C:
@@ -147,11 +221,33 @@ def _complete_quickly() -> None:
         typer._completion_classes._sanitize_help_text = lambda text: text
 
 
-def main() -> None:
-    """Console-script entry point: SIGTERM handled like Ctrl-C, quick completion, then the app."""
+def _exit_at_once() -> None:
+    """After a clean finish, end the process without tearing the interpreter down (tens of ms
+    of freeing objects, more on a busy machine): the output is flushed, the exit handlers run,
+    and no other thread is left. Otherwise return, for the usual exit."""
+    import atexit
     import os
+    import threading
 
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if threading.active_count() > 1 or run_exit_handlers is None:
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe or stream: the usual exit reports it
+        return
+    run_exit_handlers()
+    os._exit(0)
+
+
+def main() -> None:
+    """Console-script entry point: SIGTERM handled like Ctrl-C, then the app. Every file the
+    commands write is closed when they return, and the journal's writes are durable as made."""
     _interrupt_on_sigterm()
-    if COMPLETE_ENV in os.environ:
-        _complete_quickly()
-    app(prog_name="runflow-bg")
+    try:
+        app(prog_name="runflow-bg")
+    except SystemExit as finished:
+        if finished.code in (None, 0):
+            _exit_at_once()
+        raise

@@ -6,8 +6,7 @@ import sys
 
 import typer
 
-app = typer.Typer(help="Log in to Runflow once, log out, and see which key is used.",
-                  no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("login")

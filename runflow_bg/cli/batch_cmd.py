@@ -11,9 +11,6 @@ import typer
 
 from runflow_bg.cli import options as opt
 
-HELP = ("Replace the background of many photos with one scene, or each with several; "
-        "resumable, paid once per photo and scene.")
-
 
 def batch(
     ctx: typer.Context,

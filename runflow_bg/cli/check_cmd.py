@@ -6,8 +6,6 @@ from typing import List
 
 import typer
 
-HELP = "Check image files against a shop preset: one `FILE: problem` line per broken rule."
-
 
 def check(
     ctx: typer.Context,

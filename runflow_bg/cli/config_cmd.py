@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="See and change runflow-bg's settings.", no_args_is_help=True,
-                  rich_markup_mode=None)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 
 def _complete_key(incomplete: str) -> list[str]:

@@ -6,8 +6,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-HELP = "Check the set-up: versions, paths, key, base URL, proxies, and Runflow's answer."
-
 if TYPE_CHECKING:
     from runflow_bg.cli.context import Invocation
     from runflow_bg.config import KeySource

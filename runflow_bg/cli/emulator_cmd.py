@@ -12,8 +12,6 @@ import typer
 
 from runflow_bg.errors import UsageError
 
-HELP = "Serve the built-in Runflow-compatible API on loopback, for free offline tests."
-
 TLS_HELP = ("Serve https with a throwaway CA, and print SSL_CERT_FILE and NODE_EXTRA_CA_CERTS for "
             "clients to trust it (needs the tls extra).")
 FAIL_HELP = ("Answer the next requests to ENDPOINT with STATUS: ENDPOINT=STATUS[xCOUNT][@RETRY_AFTER], "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-HELP = "List the shop presets: their rules for a main image and the pages they come from."
 COLUMNS = ("PRESET", "ACCEPTS", "PIXELS", "ASPECT", "BYTES", "COLOUR", "AI LABEL", "WRITES")
 
 

@@ -10,8 +10,6 @@ import typer
 
 from runflow_bg.cli import options as opt
 
-HELP = "Replace the background of PHOTO with SCENE: pack, upload, run, wait, download."
-
 
 def replace(
     ctx: typer.Context,

@@ -9,8 +9,7 @@ import typer
 
 from runflow_bg.cli import options as opt
 
-app = typer.Typer(help="Runs submitted earlier: show, list, wait for them, download outputs.",
-                  no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 RUN_IDS = typer.Argument(..., metavar="RUN_ID", help="Run ids, as printed by replace --no-wait.")
 JSON_LINES = typer.Option(False, "--json", help="One JSON object per run on stdout (JSON Lines).")

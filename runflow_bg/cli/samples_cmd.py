@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-HELP = "Write the sample product photo and scene (bottle.png, marble.jpg) to try the tool."
 SAMPLES = ("bottle.png", "marble.jpg")
 
 

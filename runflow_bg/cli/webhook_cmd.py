@@ -10,8 +10,7 @@ import typer
 from runflow_bg.config import WEBHOOK_SECRET_ENV
 
 
-app = typer.Typer(help="Check Runflow's signed callbacks.", no_args_is_help=True,
-                  rich_markup_mode=None)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("verify")

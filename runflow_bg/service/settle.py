@@ -58,17 +58,20 @@ def settle(client: RunflowClient, journal: Journal, run: Run, naming: OutputNami
     flight and says how to pick it up.
     """
     if waiting.wait:
-        run = _wait(client, run, reporter, waiting, on_status)
+        run = _wait(client, run, reporter, waiting, on_status,
+                    history=journal.recent_run_seconds())
     elif not run.finished:
         raise InputError(f"Run {run.id} is still {run.status}: it has no outputs yet.",
                          hint=f"Wait for it and save its outputs with `runflow-bg runs wait {run.id}`.",
                          run_id=run.id)
     entry = journal.by_run_id(run.id)
+    run_seconds = run.duration_ms / 1000 if run.duration_ms else None
     if run.state is RunState.FAILED:
         failure = run_failure(run)
         failure.log = last_log_lines(client, run.id)
         if entry is not None:
-            journal.record_finish(entry.client_ref, FAILED, error=failure.message)
+            journal.record_finish(entry.client_ref, FAILED, error=failure.message,
+                                  run_seconds=run_seconds)
         raise failure
     try:
         saved = download_outputs(
@@ -81,12 +84,14 @@ def settle(client: RunflowClient, journal: Journal, run: Run, naming: OutputNami
     for item in saved:
         reporter.on_saved(str(item.path))
     if entry is not None:
-        journal.record_finish(entry.client_ref, SUCCEEDED, [str(s.path) for s in saved])
+        journal.record_finish(entry.client_ref, SUCCEEDED, [str(s.path) for s in saved],
+                              run_seconds=run_seconds)
     return run, saved
 
 
 def _wait(client: RunflowClient, run: Run, reporter: Reporter, waiting: Waiting,
-          on_status: StatusCallback | None) -> Run:
+          on_status: StatusCallback | None, history: list[float]) -> Run:
+    """Poll until the run ends; the schedule learns from `history`, how long recent runs took."""
     clock = client.clock
     deadline = waiting.deadline
     if deadline is None and waiting.timeout is not None:
@@ -99,7 +104,8 @@ def _wait(client: RunflowClient, run: Run, reporter: Reporter, waiting: Waiting,
 
     try:
         return wait_for_run(lambda run_id: client.get_run(run_id, deadline=deadline), run,
-                            deadline=deadline, schedule=waiting.poll, on_status=seen, clock=clock)
+                            deadline=deadline, schedule=waiting.poll.learn(history),
+                            on_status=seen, clock=clock)
     except KeyboardInterrupt:
         raise Interrupted(f"Interrupted while waiting for run {run.id}; it goes on server-side.",
                           hint=f"Pick it up with `runflow-bg runs wait {run.id}`.",
