@@ -9,13 +9,13 @@ and its peak resident memory (ru_maxrss) and wall time are printed. A body dripp
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from measured import run_measured
 
 
 def _start(answer):
@@ -76,15 +76,6 @@ def _huge_json():
     yield b'"}'
 
 
-MEASURED = """
-import resource, runpy, sys
-sys.argv = ["runflow-bg", *sys.argv[1:]]
-try:
-    from runflow_bg.cli.app import main
-    main()
-finally:
-    print("PEAK_KB=%d" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
-"""
 
 SCENARIOS = {
     "body dripped a byte every 0.1 s": (drip, {"RUNFLOW_BG_HTTP_TIMEOUT": "3"}),
@@ -101,13 +92,9 @@ def main() -> None:
             env = {**os.environ, "RUNFLOW_BG_HOME": home, "RUNFLOW_API_KEY": "rf_bench_key_1234",
                    "RUNFLOW_BASE_URL": f"http://127.0.0.1:{server.server_address[1]}",
                    "RUNFLOW_BG_RETRIES": "2", **extra}
-            started = time.perf_counter()
-            done = subprocess.run([sys.executable, "-c", MEASURED, "runs", "get", "run-1"],
-                                  env=env, capture_output=True, text=True)
-            took = time.perf_counter() - started
+            done, took, peak = run_measured(["runs", "get", "run-1"], env)
         server.shutdown()
-        peak = int(done.stderr.strip().splitlines()[-1].removeprefix("PEAK_KB="))
-        print(f"{name:<34} {done.returncode:>4} {took:>8.1f} {peak / 1024:>8.0f}")
+        print(f"{name:<34} {done.returncode:>4} {took:>8.1f} {peak:>8.0f}")
 
 
 if __name__ == "__main__":

@@ -18,15 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-MEASURED = """
-import resource, sys
-sys.argv = ["runflow-bg", *sys.argv[1:]]
-try:
-    from runflow_bg.cli.app import main
-    main()
-finally:
-    print("PEAK_KB=%d" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
-"""
+from measured import run_measured
+
 
 
 def make_inputs(folder: Path) -> None:
@@ -45,11 +38,10 @@ def make_inputs(folder: Path) -> None:
 def peak_mb(folder: Path, *args: str) -> float:
     env = dict(os.environ, RUNFLOW_BG_HOME=str(folder / "home"), RUNFLOW_BG_LOCAL_RUN_SECONDS="0",
                NO_COLOR="1")
-    done = subprocess.run([sys.executable, "-c", MEASURED, *args], env=env, cwd=folder,
-                          capture_output=True, text=True)
+    done, _, peak = run_measured(list(args), env, folder)
     if done.returncode:
         raise SystemExit(f"runflow-bg {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
-    return int(done.stderr.strip().splitlines()[-1].removeprefix("PEAK_KB=")) / 1024
+    return peak
 
 
 def main() -> None:

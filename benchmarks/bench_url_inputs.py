@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -23,15 +21,8 @@ from pathlib import Path
 
 from PIL import Image
 
-MEASURED = """
-import resource, sys
-sys.argv = ["runflow-bg", *sys.argv[1:]]
-try:
-    from runflow_bg.cli.app import main
-    main()
-finally:
-    print("PEAK_KB=%d" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
-"""
+from measured import run_measured
+
 
 
 def photo_jpeg() -> bytes:
@@ -111,12 +102,8 @@ def serve(photo: bytes) -> ThreadingHTTPServer:
 
 
 def run(args: list[str], env: dict, cwd: Path) -> tuple[int, float, float]:
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", MEASURED, *args], env=env, cwd=cwd,
-                          capture_output=True, text=True)
-    took = time.perf_counter() - started
-    peak = int(done.stderr.strip().splitlines()[-1].removeprefix("PEAK_KB="))
-    return done.returncode, took, peak / 1024
+    done, took, peak = run_measured(args, env, cwd)
+    return done.returncode, took, peak
 
 
 def main() -> None:

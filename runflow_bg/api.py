@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Union, cast
 
 from runflow_bg.choices import (DeliveryChoice, Duration, file_like_warning, is_file_like,

@@ -44,8 +44,8 @@ from runflow_bg.models import (
 )
 from runflow_bg import transfers
 from runflow_bg.transfers import ByteCallback, Fetched, UrlExpired
-from runflow_bg.transport import (Reply, RetryPolicy, Transport, Unreachable, http_client,
-                                  parse_retry_after)
+from runflow_bg.transport import (Reply, RetryPolicy, Transport, Unreachable, parse_retry_after,
+                                  unloadable_ca_bundle)
 from runflow_bg.urls import DEFAULT_BASE_URL, is_allowed_url, normalize_base_url, redact_url
 
 MODEL = "runflow/background-replace"
@@ -109,11 +109,7 @@ class TrustOnFirstUse(ssl.SSLContext):
                 try:
                     self._loaded = httpx.create_ssl_context(trust_env=self._trust_env)
                 except OSError as exc:  # ssl.SSLError included: a CA bundle that cannot be loaded
-                    raise UsageError(
-                        "Cannot load the CA certificates named by SSL_CERT_FILE or SSL_CERT_DIR "
-                        f"({exc.strerror or exc}).",
-                        hint="Point SSL_CERT_FILE at a PEM file of CA certificates, or unset it.",
-                    ) from None
+                    raise unloadable_ca_bundle(exc) from None
             return self._loaded
 
     def set_alpn_protocols(self, protocols: Any) -> None:

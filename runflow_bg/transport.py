@@ -145,10 +145,15 @@ def http_client(**options: Any) -> httpx.Client:
     try:
         return httpx.Client(**options)
     except OSError as exc:  # ssl.SSLError included
-        raise UsageError(
-            f"Cannot load the CA certificates named by SSL_CERT_FILE or SSL_CERT_DIR "
-            f"({exc.strerror or exc}).",
-            hint="Point SSL_CERT_FILE at a PEM file of CA certificates, or unset it.") from None
+        raise unloadable_ca_bundle(exc) from None
+
+
+def unloadable_ca_bundle(exc: OSError) -> UsageError:
+    """The CA bundle SSL_CERT_FILE or SSL_CERT_DIR names cannot be loaded: exit 2, one message."""
+    return UsageError(
+        f"Cannot load the CA certificates named by SSL_CERT_FILE or SSL_CERT_DIR "
+        f"({exc.strerror or exc}).",
+        hint="Point SSL_CERT_FILE at a PEM file of CA certificates, or unset it.")
 
 
 class Unreachable(UnavailableError):
