@@ -28,7 +28,7 @@ import bisect
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from runflow_bg.clock import Clock
 from runflow_bg.errors import WaitTimeout
@@ -97,10 +97,13 @@ class PollSchedule:
 
     fixed: float | None = None
     history: tuple[float, ...] = ()
+    learned: bool = False  # `history` was read: a batch reads it once for all its runs
 
     def learn(self, durations: Iterable[float]) -> PollSchedule:
         """This schedule, using the durations (in seconds) of this account's recent runs."""
-        return self if self.fixed is not None else replace(self, history=tuple(durations))
+        if self.fixed is not None:
+            return self
+        return replace(self, history=tuple(durations), learned=True)
 
     def interval(self, waited: float) -> float:
         """Seconds to wait before the next poll, `waited` seconds into the wait."""
@@ -112,30 +115,35 @@ class PollSchedule:
             return _bounded(waited)
         return max(SHORTEST, times[following] - waited)
 
-    @cached_property
+    @property
     def _times(self) -> tuple[float, ...]:
-        """The poll times (seconds into the wait) until nearly every run has ended, at the k
-        that spends the polls allowed: found by halving, as polls fall when k grows."""
-        spread = Durations(self.history)
-        grid, survival, rate = [], [], []
-        for t in _GRID:
-            going, ending = spread.at(t)
-            grid.append(t)
-            survival.append(going)
-            rate.append(math.sqrt(ending / max(going, 1e-12)))  # sqrt of the hazard
-            if going < _ENDED:
-                break
-        allowed = SHARE_OF_SDK_POLLS * (spread.mean() / SDK_INTERVAL + 1.5)
-        low, high = -12.0, 12.0  # log of k
-        for _ in range(20):
-            middle = (low + high) / 2
-            times = _place(grid, rate, math.exp(middle))
-            expected = 1 + sum(_interpolate(grid, survival, t) for t in times[:-1])
-            if expected > allowed:
-                low = middle
-            else:
-                high = middle
-        return tuple(_place(grid, rate, math.exp(high)))
+        return _poll_times(self.history)
+
+
+@lru_cache(maxsize=16)  # tens of ms each: computed once per history, not once per run
+def _poll_times(history: tuple[float, ...]) -> tuple[float, ...]:
+    """The poll times (seconds into the wait) until nearly every run has ended, at the k
+    that spends the polls allowed: found by halving, as polls fall when k grows."""
+    spread = Durations(history)
+    grid, survival, rate = [], [], []
+    for t in _GRID:
+        going, ending = spread.at(t)
+        grid.append(t)
+        survival.append(going)
+        rate.append(math.sqrt(ending / max(going, 1e-12)))  # sqrt of the hazard
+        if going < _ENDED:
+            break
+    allowed = SHARE_OF_SDK_POLLS * (spread.mean() / SDK_INTERVAL + 1.5)
+    low, high = -12.0, 12.0  # log of k
+    for _ in range(20):
+        middle = (low + high) / 2
+        times = _place(grid, rate, math.exp(middle))
+        expected = 1 + sum(_interpolate(grid, survival, t) for t in times[:-1])
+        if expected > allowed:
+            low = middle
+        else:
+            high = middle
+    return tuple(_place(grid, rate, math.exp(high)))
 
 
 def _place(grid: list[float], rate: list[float], scale: float) -> list[float]:

@@ -164,3 +164,27 @@ def test_a_replace_polls_by_the_journal_and_adds_its_run_to_it(tmp_path, history
     shortest, longest = first_waits
     assert shortest <= sum(clock.sleeps[:3]) <= longest, "the first waits follow the runs it knows"
     assert journal.recent_run_seconds()[0] == pytest.approx(0.5, abs=0.1)
+
+
+def test_a_batch_learns_the_durations_once_for_all_its_runs(tmp_path, monkeypatch):
+    """Placing polls from the history costs tens of ms: a batch reads it and places them once,
+    not once a run."""
+    from helpers import cli_env, run_cli
+
+    reads = []
+    original = Journal.recent_run_seconds
+
+    def counted(self, limit=50):
+        reads.append(limit)
+        return original(self, limit)
+
+    monkeypatch.setattr(Journal, "recent_run_seconds", counted)
+    for index in range(4):
+        write_photo(tmp_path / f"p{index}.png", color=(40 * index, 90, 30))
+    write_scene(tmp_path / "scene.png")
+    with Emulator(api_key=KEY, run_seconds=0.05) as emu:
+        result = run_cli("batch", "p0.png", "p1.png", "p2.png", "p3.png", "--scene", "scene.png",
+                         "-o", "out", "--yes", env=cli_env(emu.base_url, tmp_path / "home"),
+                         cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    assert emu.created_run_count == 4 and len(reads) == 1

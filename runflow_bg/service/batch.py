@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -171,6 +171,9 @@ class BatchRunner:
 
     def __init__(self, plan: Plan, client: RunflowClient, journal: Journal, options: BatchOptions,
                  reporter: Reporter, on_outcome: Callable[[Item, Outcome], None]) -> None:
+        # The poll schedule learns how long this account's runs take once for the batch.
+        poll = options.request.poll.learn(journal.recent_run_seconds())
+        options = replace(options, request=replace(options.request, poll=poll))
         self.plan, self.client, self.journal, self.options = plan, client, journal, options
         self.reporter, self.on_outcome = reporter, on_outcome
         self.clock = client.clock

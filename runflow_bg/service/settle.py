@@ -58,8 +58,10 @@ def settle(client: RunflowClient, journal: Journal, run: Run, naming: OutputNami
     flight and says how to pick it up.
     """
     if waiting.wait:
-        run = _wait(client, run, reporter, waiting, on_status,
-                    history=journal.recent_run_seconds())
+        schedule = waiting.poll
+        if not schedule.learned:
+            schedule = schedule.learn(journal.recent_run_seconds())
+        run = _wait(client, run, reporter, waiting, on_status, schedule)
     elif not run.finished:
         raise InputError(f"Run {run.id} is still {run.status}: it has no outputs yet.",
                          hint=f"Wait for it and save its outputs with `runflow-bg runs wait {run.id}`.",
@@ -90,8 +92,8 @@ def settle(client: RunflowClient, journal: Journal, run: Run, naming: OutputNami
 
 
 def _wait(client: RunflowClient, run: Run, reporter: Reporter, waiting: Waiting,
-          on_status: StatusCallback | None, history: list[float]) -> Run:
-    """Poll until the run ends; the schedule learns from `history`, how long recent runs took."""
+          on_status: StatusCallback | None, schedule: PollSchedule) -> Run:
+    """Poll until the run ends, when `schedule` (taught how long recent runs took) says."""
     clock = client.clock
     deadline = waiting.deadline
     if deadline is None and waiting.timeout is not None:
@@ -104,7 +106,7 @@ def _wait(client: RunflowClient, run: Run, reporter: Reporter, waiting: Waiting,
 
     try:
         return wait_for_run(lambda run_id: client.get_run(run_id, deadline=deadline), run,
-                            deadline=deadline, schedule=waiting.poll.learn(history),
+                            deadline=deadline, schedule=schedule,
                             on_status=seen, clock=clock)
     except KeyboardInterrupt:
         raise Interrupted(f"Interrupted while waiting for run {run.id}; it goes on server-side.",
