@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from itertools import accumulate
+from operator import add
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -38,12 +39,14 @@ def border_whiteness(image: Image.Image) -> tuple[dict[str, int], int]:
     edges = {"top": (0, 0, width, band), "bottom": (0, height - band, width, height),
              "left": (0, 0, band, height), "right": (width - band, 0, width, height)}
     counts = {edge: whiteness.crop(box).histogram() for edge, box in edges.items()}
-    border = [sum(column) for column in zip(*counts.values())]
+    top, bottom, left, right = counts.values()
+    border = list(map(add, map(add, top, bottom), map(add, left, right)))
     level = _median(border)
     # How many border pixels lie each distance away from the median level, either side.
-    distances = [border[level]] + [
-        (border[level + d] if level + d < 256 else 0) + (border[level - d] if level >= d else 0)
-        for d in range(1, 256)]
+    above = border[level:] + [0] * level
+    below = border[level::-1] + [0] * (255 - level)
+    distances = list(map(add, above, below))
+    distances[0] = border[level]
     return {edge: _median(edge_counts) for edge, edge_counts in counts.items()}, _median(distances)
 
 
