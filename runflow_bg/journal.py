@@ -338,6 +338,14 @@ class Journal:
         rows = self._rows("WHERE job = ? AND item = ? ORDER BY created_at DESC LIMIT 1", (job, item))
         return rows[0] if rows else None
 
+    def latest_by_item(self, job: str) -> dict[str, Entry]:
+        """The latest row of each item of a job, in one read: what planning a batch asks of
+        every item."""
+        latest: dict[str, Entry] = {}
+        for entry in self._rows("WHERE job = ? ORDER BY created_at", (job,)):
+            latest[entry.item] = entry
+        return latest
+
     def succeeded_with_hash(self, content_hash: str) -> Entry | None:
         """The latest request with the same content whose outputs were saved."""
         rows = self._rows("WHERE content_hash = ? AND status = ? ORDER BY updated_at DESC LIMIT 1",

@@ -175,7 +175,7 @@ def _check_once(photo: Photo, checked: dict) -> tuple[str, str | None]:
 
 
 def _plan_item(photo: Photo, scene: PreparedImage, scene_digest: str, checked: dict,
-               journal: Journal, job: str, options: BatchOptions) -> Item:
+               journal: Journal, latest: dict[str, Entry], options: BatchOptions) -> Item:
     request = item_options(options.request, photo)
     try:
         photo_digest, problem = _check_once(photo, checked)
@@ -183,16 +183,16 @@ def _plan_item(photo: Photo, scene: PreparedImage, scene_digest: str, checked: d
         return Item(photo, Action.INVALID, error=exc)
     content_hash = request_hash(local_source(photo_digest, scene_digest, options.keep_profile),
                                 request.prompt)
-    item = _decide(photo, scene, content_hash, journal, job, options, request)
+    item = _decide(photo, scene, content_hash, journal, latest, options, request)
     item.warning = problem and f"{photo.display}: {problem}"
     return item
 
 
-def _decide(photo: Photo, scene: PreparedImage, content_hash: str, journal: Journal, job: str,
-            options: BatchOptions, request: ReplaceOptions) -> Item:
-    """What the photo needs (`request`: its options), given what the journal and the output
-    folder say."""
-    entry = journal.latest_for_item(job, photo.key)
+def _decide(photo: Photo, scene: PreparedImage, content_hash: str, journal: Journal,
+            latest: dict[str, Entry], options: BatchOptions, request: ReplaceOptions) -> Item:
+    """What the photo needs (`request`: its options), given what the journal (`latest`: the
+    latest row of each item of this command) and the output folder say."""
+    entry = latest.get(photo.key)
     if entry is not None and entry.content_hash == content_hash:
         if entry.status == SUCCEEDED and all(Path(p).is_file() for p in entry.outputs):
             return Item(photo, Action.DONE, content_hash, entry)
@@ -248,9 +248,10 @@ def plan_batch(photos: list[Photo], scene: PreparedImage | None, scene_source: I
     plan = Plan(options.price, job_key(options.request), scene, scene_source, [], scenes or {})
     _refuse_shared_outputs(photos, options.request, plan)
     checked: dict = {}
+    latest = journal.latest_by_item(plan.job)
     for photo in photos:
         prepared, source = plan.scene_of(photo)
-        plan.items.append(_plan_item(photo, prepared, source.digest, checked, journal, plan.job,
+        plan.items.append(_plan_item(photo, prepared, source.digest, checked, journal, latest,
                                      options))
     items = plan.items
     warned = plan.warnings(*SPENDING)
