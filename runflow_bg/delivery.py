@@ -37,7 +37,7 @@ XMP = "http://ns.adobe.com/xap/1.0/"
 IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
 RUNFLOW_BG = "urn:runflow-bg:xmp:1.0/"
 
-_EXIF_ARTIST, _EXIF_COPYRIGHT, _EXIF_GPS = 0x013B, 0x8298, 0x8825
+_EXIF_ARTIST, _EXIF_COPYRIGHT, _EXIF_GPS, _EXIF_ORIENTATION = 0x013B, 0x8298, 0x8825, 0x0112
 _IPTC_BYLINE, _IPTC_COPYRIGHT = (2, 80), (2, 116)
 
 
@@ -93,11 +93,13 @@ def deliver(original: bytes, spec: Spec, provenance: Provenance) -> tuple[bytes,
 
     'keep' keeps the original format (PNG for one a shop may not take). When nothing asks for a
     change (no size, quality, label, colour conversion or location data to drop, and within
-    max_bytes) the original bytes come back untouched, so no generation is lost.
+    max_bytes) the original bytes come back untouched, so no generation is lost; when only the
+    label and the sRGB profile are to be added to a WebP, they are written around its image data
+    (embed.py), its pixels untouched too.
     """
     from PIL import Image, ImageOps
 
-    image = _open(original)
+    image = _open_metadata(io.BytesIO(original))  # decoded below, only if it must be
     source_format = "JPEG" if image.format == "MPO" else image.format  # Pillow names some JPEGs MPO
     target = FORMATS.get(spec.format) or (source_format if source_format in EXTENSIONS else "PNG")
     ext = EXTENSIONS[target]
@@ -106,8 +108,19 @@ def deliver(original: bytes, spec: Spec, provenance: Provenance) -> tuple[bytes,
             and spec.size is None and spec.max_side is None and spec.quality is None
             and (spec.max_bytes is None or len(original) <= spec.max_bytes)
             and (not icc or _is_srgb(icc)) and not _has_location(image)):
+        _load(image)
         return original, ext
+    xmp = _xmp_packet(provenance) if spec.ai_label else None
+    if (spec.format == "keep" and target == source_format == "WEBP" and spec.size is None
+            and spec.max_side is None and spec.quality is None and (not icc or _is_srgb(icc))
+            and not _has_location(image) and image.getexif().get(_EXIF_ORIENTATION, 1) == 1):
+        from runflow_bg.embed import webp_with_metadata
 
+        tagged = webp_with_metadata(original, icc=_srgb_icc(), xmp=xmp)  # the pixels as sent
+        if tagged is not None and (spec.max_bytes is None or len(tagged) <= spec.max_bytes):
+            return tagged, ext
+
+    _load(image)
     image = _to_srgb(ImageOps.exif_transpose(image), icc)
     if spec.size is not None:
         image = _fit(image, spec.size, spec.fit, parse_color(spec.pad_color))
@@ -117,7 +130,6 @@ def deliver(original: bytes, spec: Spec, provenance: Provenance) -> tuple[bytes,
         canvas = Image.new("RGB", image.size, parse_color(spec.fill))
         canvas.paste(image, mask=image.getchannel("A"))
         image = canvas
-    xmp = _xmp_packet(provenance) if spec.ai_label else None
     quality = spec.quality or DEFAULT_QUALITY
     if spec.max_bytes is None:
         return _encode(image, target, quality, xmp), ext
@@ -209,9 +221,17 @@ def _open(data: bytes):
 
     try:
         image = Image.open(io.BytesIO(data))
-        image.load()
     except Image.DecompressionBombError:
         raise ValueError("too many pixels to be a photo.") from None
+    except (OSError, SyntaxError, ValueError):
+        raise ValueError("not an image Pillow can read, or a damaged one.") from None
+    return _load(image)
+
+
+def _load(image):
+    """The image, decoded; damaged data is a ValueError as for a file that does not open."""
+    try:
+        image.load()
     except (OSError, SyntaxError, ValueError):
         raise ValueError("not an image Pillow can read, or a damaged one.") from None
     return image
