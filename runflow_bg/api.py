@@ -134,10 +134,11 @@ class Runflow(Workspace):
         reporter = self._reporter(on_progress)
         with self.url_inputs(refetch=not use_cache):
             inputs, options = self._replace_request(
-                reporter, photo, scene, zip_url, image, reference, keep_profile, strict_inputs,
-                stdin, out=out, prompt=prompt, name=name, overwrite=overwrite, wait=wait,
-                timeout=timeout, poll_interval=poll_interval, callback_url=callback_url,
-                metadata=metadata, use_cache=use_cache, delivery=delivery)
+                reporter, photo, scene, zip_url=zip_url, image=image, reference=reference,
+                keep_profile=keep_profile, strict_inputs=strict_inputs, stdin=stdin, out=out,
+                prompt=prompt, name=name, overwrite=overwrite, wait=wait, timeout=timeout,
+                poll_interval=poll_interval, callback_url=callback_url, metadata=metadata,
+                use_cache=use_cache, delivery=delivery)
         with self.open_session(local=local) as session:
             return run_replace(session.client, session.journal, inputs, options, reporter)
 
@@ -149,13 +150,9 @@ class Runflow(Workspace):
         from runflow_bg.service.replace import check_outputs, dry_run_summary
 
         reporter = self._reporter(on_progress)
-        picked = {key: request.pop(key, None) for key in
-                  ("zip_url", "image", "reference", "keep_profile", "strict_inputs", "stdin")}
         with self.url_inputs(refetch=not request.get("use_cache", True)):
-            inputs, options = self._replace_request(
-                reporter, photo, scene, picked["zip_url"], picked["image"], picked["reference"],
-                bool(picked["keep_profile"]), bool(picked["strict_inputs"]), picked["stdin"],
-                create_out=False, **request)
+            inputs, options = self._replace_request(reporter, photo, scene, create_out=False,
+                                                    **request)
         journal = self.open_journal(local=local)
         try:
             check_outputs(journal, inputs, options)
@@ -163,9 +160,9 @@ class Runflow(Workspace):
             journal.close()
         return dry_run_summary(inputs, options, price=self.price(local=local).amount, local=local)
 
-    def _replace_request(self, reporter, photo, scene, zip_url, image, reference, keep_profile,
-                         strict_inputs, stdin, *, create_out: bool = True, delivery=None,
-                         **request):
+    def _replace_request(self, reporter, photo, scene, *, zip_url=None, image=None,
+                         reference=None, keep_profile=False, strict_inputs=False, stdin=None,
+                         create_out: bool = True, delivery=None, **request):
         """The checked inputs and the resolved options of one request, before anything is paid."""
         from runflow_bg.service import inputs as checks
 
