@@ -8,12 +8,14 @@ it in only when whole. An expired output URL is replaced by reading the run agai
 from __future__ import annotations
 
 import filecmp
+import io
 import os
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from runflow_bg.client import RunflowClient
 from runflow_bg.errors import InputError, ProtocolError, UnavailableError
@@ -78,13 +80,13 @@ def place(tmp: Path, final: Path, overwrite: bool) -> None:
     tmp.unlink()
 
 
-def check_image(path: Path, fetched: Fetched, run_id: str) -> None:
+def check_image(source: Path | BinaryIO, fetched: Fetched, run_id: str) -> None:
     """An output must be an image before it takes its name: not an error page, not a stub."""
     from PIL import Image, UnidentifiedImageError
     from PIL import WebPImagePlugin  # noqa: F401  Runflow's format, known without loading all
 
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             image.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         kind = (fetched.content_type or "no type").split(";")[0].strip()
@@ -100,18 +102,23 @@ def _save_one(client: RunflowClient, url: str, naming: OutputNaming, index: int,
     kept = delivery.original(run_id, index) if delivery is not None else None
     if kept is not None:  # made from the copy kept earlier: nothing to download
         return _place_delivered(kept.read_bytes(), kept.suffix.lstrip("."), naming, index, run_id)
-    with _part_file(naming.out_dir, index, run_id) as (handle, tmp):
-        try:
-            fetched = client.download(url, handle, on_bytes)
-            handle.flush()
-        except OSError as exc:  # the disk, not the network: the transport raises no OSError
-            raise _unwritable(tmp, exc, run_id) from None
-        check_image(tmp, fetched, run_id)
-        ext = extension_for(fetched.content_type, fetched.head)
-        if delivery is None:
-            return _place(tmp, naming, index, run_id, ext)
-        original = tmp.read_bytes()
-        delivery.keep(run_id, index, original, ext)
+    if delivery is None:  # Runflow's bytes as they are: streamed to disk, never held whole
+        with _part_file(naming.out_dir, index, run_id) as (handle, tmp):
+            try:
+                fetched = client.download(url, handle, on_bytes)
+                handle.flush()
+            except OSError as exc:  # the disk, not the network: the transport raises none
+                raise _unwritable(tmp, exc, run_id) from None
+            check_image(tmp, fetched, run_id)
+            return _place(tmp, naming, index, run_id,
+                          extension_for(fetched.content_type, fetched.head))
+    # Delivering reads the whole original anyway: it is received in memory, not via the disk.
+    received = io.BytesIO()
+    fetched = client.download(url, received, on_bytes)
+    check_image(received, fetched, run_id)
+    ext = extension_for(fetched.content_type, fetched.head)
+    original = received.getvalue()
+    delivery.keep(run_id, index, original, ext)
     return _place_delivered(original, ext, naming, index, run_id)
 
 

@@ -6,6 +6,7 @@ tell the leftovers of a killed process from the work of a live one and remove on
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -20,17 +21,24 @@ def part_prefix(name: str) -> str:
 
 
 def umask_mode(mode: int = 0o666) -> int:
-    """`mode` as the user's umask allows it, read without changing the umask (threads)."""
+    """`mode` as the user's umask allows it."""
+    return mode & ~_umask()
+
+
+@functools.cache
+def _umask() -> int:
+    """The process's umask, read once (the tool never changes it) and without changing it, as
+    other threads may be creating files."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
                 if line.startswith("Umask:"):
-                    return mode & ~int(line.split()[1], 8)
+                    return int(line.split()[1], 8)
     except (OSError, ValueError, IndexError):
         pass
     current = os.umask(0o022)
     os.umask(current)
-    return mode & ~current
+    return current
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,8 +47,14 @@ class Delivery:
         folder = self._original_dir(run_id)
         if folder is not None:
             try:
-                for private in (self.originals.parent, self.originals, folder):
-                    private_dir(private)  # the cache folder, like the state folder: 0700
+                try:
+                    folder.mkdir(mode=0o700)
+                except FileExistsError:  # another output of the same run
+                    pass
+                except FileNotFoundError:  # the cache's first use: each folder 0700, as the state's
+                    for private in (self.originals.parent, self.originals, folder):
+                        private_dir(private)
+                os.chmod(folder, 0o700)
                 atomic_write_bytes(folder / f"{index}.{ext}", data, 0o600)
             except OSError:
                 pass  # a cache that cannot be written costs a download later, not this result

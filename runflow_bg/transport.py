@@ -285,9 +285,7 @@ class Transport:
             limit = self.attempt_seconds + slack
             attempt = Attempt(self.clock, started + limit)
             try:
-                request = self.http.build_request(
-                    method, url, timeout=httpx.Timeout(limit, connect=min(limit, 10.0)),
-                    content=body() if body is not None else None, **kwargs)
+                request = self._build(method, url, limit, body, **kwargs)
             except httpx.InvalidURL:
                 raise ProtocolError(f"Refusing the malformed URL {redact_url(url)}.") from None
             retry_after, rate_limited = None, False
@@ -323,6 +321,19 @@ class Transport:
                 self._on_retry(f"{self.name} {reason}; retrying in {wait:.0f} s, "
                                f"attempt {number + 1} of {allowed}")
             self.clock.sleep(wait)
+
+    def _build(self, method: str, url: str, limit: float, body: Body | None, *,
+               headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Request:
+        """The request with the client's headers and the attempt's timeout. Built here rather
+        than by `httpx.Client.build_request`, whose cookie jar and base-URL merging this tool
+        never uses and which cost more than the rest of the request's own work."""
+        merged = self.http.headers.copy()
+        if headers:
+            merged.update(headers)
+        timeout = httpx.Timeout(limit, connect=min(limit, 10.0))
+        return httpx.Request(method, url, headers=merged,
+                             content=body() if body is not None else None,
+                             extensions={"timeout": timeout.as_dict()}, **kwargs)
 
     def pause(self, attempt: int, retry_after: float | None = None, *,
               rate_limited: bool = False) -> None:
