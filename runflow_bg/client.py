@@ -7,6 +7,7 @@ API key and no presigned query string.
 
 from __future__ import annotations
 
+import math
 import ssl
 import threading
 import uuid
@@ -53,6 +54,7 @@ MAX_UPLOAD_BYTES = 52_428_800
 _UPLOAD_SESSIONS = 3
 _NOT_CREATED_STATUSES = frozenset({429, 503})
 _LOOKUP_INTERVAL = 2.0
+LANE_CONNECTIONS = 16  # connections of one httpx pool at most (see Transport)
 _FORBIDDEN_HINTS = {  # what a 403 asks of the user, by its code
     "EMAIL_NOT_VERIFIED": "Confirm your email address (see the message Runflow sent you), "
                           "then try again.",
@@ -153,8 +155,6 @@ class RunflowClient:
         self._log = log
         policy = retry or RetryPolicy()
         headers = {"User-Agent": f"runflow-bg/{__version__}", "Accept": "application/json"}
-        limits = httpx.Limits(max_connections=connections * 2,
-                              max_keepalive_connections=connections)
         # Only the API client ever holds the key; it never follows redirects elsewhere.
         api_headers = dict(headers)
         if self._api_key:
@@ -162,11 +162,15 @@ class RunflowClient:
         tls = TrustOnFirstUse(trust_env)  # one for both clients
         if self.base_url.startswith("https:"):
             tls.loaded()  # at once: a CA bundle that cannot be loaded stops before anything is sent
-        api = httpx.Client(headers=api_headers, transport=transport, follow_redirects=False,
-                           limits=limits, trust_env=trust_env, verify=tls)
-        storage = httpx.Client(headers=headers, transport=storage_transport or transport,
-                               follow_redirects=False, limits=limits, trust_env=trust_env,
-                               verify=tls)
+        lanes = math.ceil(connections / LANE_CONNECTIONS)  # see Transport
+        limits = httpx.Limits(max_connections=math.ceil(connections / lanes) * 2,
+                              max_keepalive_connections=math.ceil(connections / lanes))
+        api = [httpx.Client(headers=api_headers, transport=transport, follow_redirects=False,
+                            limits=limits, trust_env=trust_env, verify=tls)
+               for _ in range(lanes)]
+        storage = [httpx.Client(headers=headers, transport=storage_transport or transport,
+                                follow_redirects=False, limits=limits, trust_env=trust_env,
+                                verify=tls) for _ in range(lanes)]
         self._api = Transport(api, policy, self.clock, attempt_seconds=timeout, log=self._note,
                               on_retry=on_retry)
         self._storage = Transport(storage, policy, self.clock, attempt_seconds=timeout,

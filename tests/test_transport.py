@@ -161,3 +161,34 @@ def test_an_honestly_gzipped_output_is_saved_decoded():
     fetched = download(transport(handler, FakeClock()), "https://cdn.example/1.webp", sink)
     assert sink.getvalue() == image and fetched.size == len(image)
     assert fetched.content_type == "image/webp" and fetched.head.startswith(b"RIFF")
+
+
+def test_each_thread_keeps_to_one_lane_and_the_lanes_are_shared_out():
+    import threading
+
+    served: dict[int, set[str]] = {}
+    lock = threading.Lock()
+
+    def lane(name):
+        def handler(request):
+            with lock:
+                served.setdefault(threading.get_ident(), set()).add(name)
+            return httpx.Response(200, json={})
+        return httpx.Client(transport=httpx.MockTransport(handler))
+
+    shared = Transport([lane("a"), lane("b")], POLICY, FakeClock(), attempt_seconds=30.0)
+    start = threading.Barrier(4)
+
+    def work():
+        start.wait()  # all four alive at once, so none reuses another's thread id
+        for _ in range(3):
+            assert shared.request("GET", URL).status_code == 200
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(served) == 4
+    assert all(len(lanes) == 1 for lanes in served.values())
+    assert sorted(name for lanes in served.values() for name in lanes) == ["a", "a", "b", "b"]
