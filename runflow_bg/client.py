@@ -171,11 +171,11 @@ class RunflowClient:
         storage = [httpx.Client(headers=headers, transport=storage_transport or transport,
                                 follow_redirects=False, limits=limits, trust_env=trust_env,
                                 verify=tls) for _ in range(lanes)]
-        self._api = Transport(api, policy, self.clock, attempt_seconds=timeout, log=self._note,
+        note = self._note if log else None  # no log: no line built for each request
+        self._api = Transport(api, policy, self.clock, attempt_seconds=timeout, log=note,
                               on_retry=on_retry)
         self._storage = Transport(storage, policy, self.clock, attempt_seconds=timeout,
-                                  name="The storage host", on_retry=on_retry,
-                                  log=self._note)
+                                  name="The storage host", on_retry=on_retry, log=note)
 
     # -- lifecycle -------------------------------------------------------------------------
 

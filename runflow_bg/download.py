@@ -19,7 +19,8 @@ from typing import BinaryIO
 
 from runflow_bg.client import RunflowClient
 from runflow_bg.errors import InputError, ProtocolError, UnavailableError
-from runflow_bg.fsutil import PART_SUFFIX, atomic_write_bytes, part_prefix, umask_mode
+from runflow_bg.fsutil import (PART_SUFFIX, atomic_write_bytes, ensure_dir, part_prefix,
+                               umask_mode)
 from runflow_bg.models import Run
 from runflow_bg.naming import output_path, render
 from runflow_bg.outputs import Delivery
@@ -141,7 +142,7 @@ def _place_delivered(original: bytes, ext: str, naming: OutputNaming, index: int
 def _part_file(folder: Path, index: int, run_id: str):
     """A temporary file beside the outputs, removed whatever happens to it."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        ensure_dir(folder)
         fd, tmp_name = tempfile.mkstemp(prefix=part_prefix(f"run-{index}"), suffix=PART_SUFFIX,
                                         dir=folder)
     except OSError as exc:
@@ -160,7 +161,7 @@ def _place(tmp: Path, naming: OutputNaming, index: int, run_id: str, ext: str, *
                       run_id=run_id, ext=ext)
     final = output_path(naming.out_dir, relative)
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(final.parent)
         os.chmod(tmp, umask_mode())
         place(tmp, final, naming.overwrite or replace)
     except OSError as exc:

@@ -41,9 +41,16 @@ def _umask() -> int:
     return current
 
 
+def ensure_dir(path: Path) -> None:
+    """Make the folder `path` with its parents if it is missing. One stat when it exists, as
+    it does for every output of a batch but the first: cheaper than mkdir's refusal."""
+    if not os.path.isdir(path):
+        path.mkdir(parents=True, exist_ok=True)
+
+
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=part_prefix(path.name), suffix=PART_SUFFIX,
                                     dir=path.parent)
     try:
