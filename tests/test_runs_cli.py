@@ -132,7 +132,7 @@ def test_list_pages_through_the_api(emu, work, monkeypatch):
     monkeypatch.setattr("runflow_bg.service.runs.LIST_PAGE_SIZE", 2)
     ids = [submit_elsewhere(emu, work) for _ in range(5)]
     with RunflowClient(KEY, emu.base_url) as client:
-        reports = list_runs(client, Journal(":memory:"), limit=4)
+        reports = list_runs(client, Journal(work / "journal.db"), limit=4)
     assert [report.run_id for report in reports] == ids[::-1][:4]
     assert emu.count("run_list") == 2
 

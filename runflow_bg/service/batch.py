@@ -225,7 +225,7 @@ class BatchRunner:
             self._in_flight[item.photo.key] = submitted.run.id
         try:
             run, saved = settle(self.client, self.journal, submitted.run, options.naming(inputs),
-                                reporter, options.waiting())
+                                reporter, options.waiting(), client_ref=submitted.client_ref)
         except Interrupted:
             raise  # still in flight: reported with the command to resume
         except BaseException:

@@ -177,5 +177,5 @@ def replace(client: RunflowClient, journal: Journal, inputs: Inputs, options: Re
     if not options.wait:
         return options.outcome(inputs, client_ref=submitted.client_ref, run=submitted.run)
     run, saved = settle(client, journal, submitted.run, options.naming(inputs), reporter,
-                        options.waiting())
+                        options.waiting(), client_ref=submitted.client_ref)
     return options.outcome(inputs, client_ref=submitted.client_ref, run=run, saved=saved)

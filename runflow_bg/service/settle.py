@@ -50,12 +50,13 @@ def last_log_lines(client: RunflowClient, run_id: str) -> tuple[str, ...]:
 
 
 def settle(client: RunflowClient, journal: Journal, run: Run, naming: OutputNaming,
-           reporter: Reporter, waiting: Waiting,
-           on_status: StatusCallback | None = None) -> tuple[Run, list[SavedFile]]:
+           reporter: Reporter, waiting: Waiting, on_status: StatusCallback | None = None,
+           client_ref: str | None = None) -> tuple[Run, list[SavedFile]]:
     """Wait for the run (or require it finished), then save its outputs; the journal follows.
 
     A failed run is recorded as failed and raised as RunFailed; an interrupt leaves the run in
-    flight and says how to pick it up.
+    flight and says how to pick it up. `client_ref`: the journal row of a run this process
+    submitted (else it is looked up by the run's id).
     """
     if waiting.wait:
         schedule = waiting.poll
@@ -66,13 +67,15 @@ def settle(client: RunflowClient, journal: Journal, run: Run, naming: OutputNami
         raise InputError(f"Run {run.id} is still {run.status}: it has no outputs yet.",
                          hint=f"Wait for it and save its outputs with `runflow-bg runs wait {run.id}`.",
                          run_id=run.id)
-    entry = journal.by_run_id(run.id)
+    if client_ref is None:
+        entry = journal.by_run_id(run.id)
+        client_ref = entry.client_ref if entry is not None else None
     run_seconds = run.duration_ms / 1000 if run.duration_ms else None
     if run.state is RunState.FAILED:
         failure = run_failure(run)
         failure.log = last_log_lines(client, run.id)
-        if entry is not None:
-            journal.record_finish(entry.client_ref, FAILED, error=failure.message,
+        if client_ref is not None:
+            journal.record_finish(client_ref, FAILED, error=failure.message,
                                   run_seconds=run_seconds)
         raise failure
     try:
@@ -85,8 +88,8 @@ def settle(client: RunflowClient, journal: Journal, run: Run, naming: OutputNami
                           run_id=run.id) from None
     for item in saved:
         reporter.on_saved(str(item.path))
-    if entry is not None:
-        journal.record_finish(entry.client_ref, SUCCEEDED, [str(s.path) for s in saved],
+    if client_ref is not None:
+        journal.record_finish(client_ref, SUCCEEDED, [str(s.path) for s in saved],
                               run_seconds=run_seconds)
     return run, saved
 
