@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import socket
 import sqlite3
 import threading
@@ -74,7 +73,6 @@ _INSERT_NEW_ITEM = (f"{_INSERT} SELECT {', '.join('?' * 13)} WHERE NOT EXISTS "
                     "(SELECT 1 FROM requests WHERE job = ? AND item = ?)")
 _ADDED_COLUMNS = (("owner", "TEXT"), ("sent_at", "REAL"), ("run_seconds", "REAL"))
 _SETUP_ATTEMPTS = 200  # 10 s at most
-_CONNECTIONS = 8  # at most, each way (see _Connections)
 
 
 def _storable(args: tuple) -> tuple:
@@ -184,95 +182,39 @@ class JournalError(RunflowBgError):
     """The journal cannot be opened or written."""
 
 
-class _Connections:
-    """Connections to the journal, lent for one operation at a time and opened as needed (at
-    most `most`).
-
-    Threads that share one connection must take turns under a lock, and a thread holds that
-    lock while it waits for the interpreter again after each SQLite call: at `-j 64` every
-    write waited about 40 ms in that queue. Apart, threads wait only for SQLite's own lock,
-    held for the instant of a write.
-    """
-
-    def __init__(self, open_one: Callable[[], sqlite3.Connection], most: int) -> None:
-        self._open_one, self._most = open_one, most
-        self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
-        self._opened: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-
-    def adopt(self, db: sqlite3.Connection) -> None:
-        with self._lock:
-            self._opened.append(db)
-        self._idle.put(db)
-
-    @contextmanager
-    def lend(self) -> Iterator[sqlite3.Connection]:
-        try:
-            db = self._idle.get_nowait()
-        except queue.Empty:
-            with self._lock:
-                opening = len(self._opened) < self._most
-                if opening:
-                    db = self._open_one()
-                    self._opened.append(db)
-            if not opening:
-                db = self._idle.get()
-        try:
-            yield db
-        finally:
-            self._idle.put(db)
-
-    def close(self) -> None:
-        with self._lock:
-            for db in self._opened:
-                db.close()
-
-
 class Journal:
-    """A handle on the journal database, safe to share between threads (autocommit: every
-    write is kept at once)."""
+    """A thread-safe handle on the journal database (autocommit: every write is durable)."""
 
     def __init__(self, path: Path | str, owner: Owner | None = None) -> None:
         self.owner = owner or Owner.current()
-        self._path = str(path)
-        self._thread = threading.local()  # the connection of a transaction under way
-        self._plain = _Connections(lambda: self._open(synced=False), _CONNECTIONS)
-        self._synced = _Connections(lambda: self._open(synced=True), _CONNECTIONS // 2)
         try:
             private_dir(Path(path).parent)
             Path(path).touch(mode=0o600)
-            db = sqlite3.connect(self._path, timeout=30, isolation_level=None,
-                                 check_same_thread=False)
-            self._set_up(db)
+            self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None,
+                                       check_same_thread=False)
+            self._set_up()
+            # record_sending's: its commits are synced to the disk, the other's are not.
+            self._synced = sqlite3.connect(str(path), timeout=30, isolation_level=None,
+                                           check_same_thread=False)
+            self._synced.execute("PRAGMA synchronous=FULL")
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"Cannot open the journal {path}: {exc}.",
                                hint="Check RUNFLOW_BG_HOME and the disk.") from None
-        self._plain.adopt(db)
+        self._lock = threading.RLock()
 
-    def _open(self, *, synced: bool) -> sqlite3.Connection:
-        """Another connection; `synced`: its commits are synced to the disk (see
-        record_sending), the others' are not (synchronous=NORMAL)."""
-        try:
-            db = sqlite3.connect(self._path, timeout=30, isolation_level=None,
-                                 check_same_thread=False)
-            db.execute(f"PRAGMA synchronous={'FULL' if synced else 'NORMAL'}")
-        except sqlite3.Error as exc:
-            raise JournalError(f"Cannot open the journal {self._path}: {exc}.") from None
-        return db
-
-    def _set_up(self, db: sqlite3.Connection) -> None:
+    def _set_up(self) -> None:
         """WAL mode and the schema. Switching a new file to WAL does not wait for a busy lock
         the way other statements do, so two processes opening it at once try again briefly."""
         for attempt in range(_SETUP_ATTEMPTS):
             try:
-                db.execute("PRAGMA busy_timeout=30000")
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")  # see record_sending
-                db.executescript(_SCHEMA)
-                columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+                self._db.execute("PRAGMA busy_timeout=30000")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")  # see record_sending
+                self._db.executescript(_SCHEMA)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
                 for name, kind in _ADDED_COLUMNS:
                     if name not in columns:
-                        db.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
+                        self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
                 self._private_files()
                 return
             except sqlite3.OperationalError as exc:
@@ -282,58 +224,46 @@ class Journal:
 
     def _private_files(self) -> None:
         """The write-ahead log and its index hold the same records: 0600 like the database."""
+        path = self._db.execute("PRAGMA database_list").fetchone()[2]
         for suffix in ("-wal", "-shm"):
             try:
-                os.chmod(self._path + suffix, 0o600)
+                os.chmod(path + suffix, 0o600)
             except OSError:
                 pass
 
     def close(self) -> None:
-        self._synced.close()
-        self._plain.close()
-
-    @contextmanager
-    def _connection(self, *, synced: bool = False) -> Iterator[sqlite3.Connection]:
-        """A connection for one operation: the transaction's, inside one on this thread."""
-        held = getattr(self._thread, "db", None)
-        if held is not None:
-            yield held
-            return
-        with (self._synced if synced else self._plain).lend() as db:
-            yield db
+        with self._lock:
+            self._synced.close()
+            self._db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Reads and writes that no other process or thread can interleave with (BEGIN
-        IMMEDIATE, on a connection this thread keeps until the end)."""
-        with self._plain.lend() as db:
+        """Reads and writes that no other process can interleave with (BEGIN IMMEDIATE)."""
+        with self._lock:
             try:
-                db.execute("BEGIN IMMEDIATE")
+                self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise JournalError(f"Cannot lock the journal: {exc}.") from None
-            self._thread.db = db
             try:
                 yield
             except BaseException:
-                db.execute("ROLLBACK")
+                self._db.execute("ROLLBACK")
                 raise
-            else:
-                db.execute("COMMIT")
-            finally:
-                self._thread.db = None
+            self._db.execute("COMMIT")
 
     def _write(self, sql: str, args: tuple, *, durable: bool = False) -> int:
         """Run one write; returns how many rows it changed. `durable`: synced to the disk
         (with all writes before it) before it returns."""
         try:
-            with self._connection(synced=durable) as db:
-                return db.execute(sql, _storable(args)).rowcount
+            with self._lock:
+                return (self._synced if durable else self._db).execute(
+                    sql, _storable(args)).rowcount
         except sqlite3.Error as exc:
             raise JournalError(f"Cannot write the journal: {exc}.") from None
 
     def _rows(self, sql: str, args: tuple) -> list[Entry]:
-        with self._connection() as db:
-            rows = db.execute(f"SELECT {', '.join(Entry.__dataclass_fields__)} FROM requests "
+        with self._lock:
+            rows = self._db.execute(f"SELECT {', '.join(Entry.__dataclass_fields__)} FROM requests "
                                     + sql, _storable(args)).fetchall()
         return [Entry(*row[:11], tuple(json.loads(row[11])), *row[12:]) for row in rows]
 
@@ -447,14 +377,14 @@ class Journal:
 
     def recent_run_seconds(self, limit: int = 50) -> list[float]:
         """How long the latest finished runs took, newest first (for the poll schedule)."""
-        with self._connection() as db:
-            rows = db.execute("SELECT run_seconds FROM requests WHERE run_seconds > 0 "
+        with self._lock:
+            rows = self._db.execute("SELECT run_seconds FROM requests WHERE run_seconds > 0 "
                                     "ORDER BY updated_at DESC LIMIT ?", (limit,)).fetchall()
         return [seconds for (seconds,) in rows]
 
     def recorded_outputs(self) -> set[str]:
         """Every file the journal says the tool saved, as recorded."""
-        with self._connection() as db:
-            rows = db.execute("SELECT outputs FROM requests WHERE status = ?",
+        with self._lock:
+            rows = self._db.execute("SELECT outputs FROM requests WHERE status = ?",
                                     (SUCCEEDED,)).fetchall()
         return {path for (outputs,) in rows for path in json.loads(outputs)}

@@ -57,6 +57,8 @@ class BatchView:
     # -- the Reporter interface, for the items' own steps ----------------------------------
 
     def on_stage(self, message: str) -> None:
+        if self._progress is None and self.terminal.quiet:
+            return  # steps show nowhere: no turn taken at the lock the workers share
         with self._lock:
             if self.lines:
                 self.lines.on_stage(message)
