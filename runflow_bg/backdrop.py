@@ -70,9 +70,18 @@ def looks_swapped(photo: Image.Image, scene: Image.Image) -> bool:
 
 def _median(levels: bytes) -> int:
     """The median of levels (bytes, not empty): the lowest level that at least half of them are
-    at or below, found by bisection over the 256 levels."""
-    return bisect_left(range(256), len(levels) / 2,
-                       key=lambda level: len(levels.translate(None, _ABOVE[level])))
+    at or below. Most medians here are 255 (an edge of pure white) or 0 (the spread of an even
+    border): those two are tried first, then the levels between are bisected."""
+    half = len(levels) / 2
+
+    def at_most(level: int) -> int:
+        return len(levels.translate(None, _ABOVE[level]))
+
+    if at_most(0) >= half:
+        return 0
+    if at_most(254) < half:
+        return 255
+    return bisect_left(range(1, 255), half, key=at_most) + 1
 
 
 @lru_cache(maxsize=256)

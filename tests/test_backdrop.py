@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from runflow_bg.backdrop import BAND, SIDE, border_whiteness
+from runflow_bg.backdrop import BAND, SIDE, _median, border_whiteness
 
 MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I", "F", "I;16")
 
@@ -141,3 +141,10 @@ def test_any_pixels_give_the_same_figures(width, height, mode, data):
     pixels = data.draw(st.binary(min_size=width * height * 3, max_size=width * height * 3))
     image = Image.frombytes("RGB", (width, height), pixels).convert(mode)
     assert border_whiteness(image) == reference_whiteness(image)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([0, 1, 2, 127, 128, 253, 254, 255]), min_size=1, max_size=12))
+def test_medians_near_either_end_of_the_levels(levels):
+    counts = Image.frombytes("L", (len(levels), 1), bytes(levels)).histogram()
+    assert _median(bytes(levels)) == histogram_median(counts)
