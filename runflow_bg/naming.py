@@ -105,7 +105,8 @@ def bind_fields(template: str, values: dict) -> str:
 
 @lru_cache(maxsize=65536)
 def render(template: str, *, stem: str, scene: str, index: int, run_id: str, ext: str) -> str:
-    """The relative path of output number `index` (0-based): `{n}` is '' then -2, -3 ..."""
+    """The relative path of output number `index` (0-based): `{n}` is '' then -2, -3 ...; a
+    normalised one (no empty, `.` or `..` part), so it may be joined to a folder as it is."""
     values = {
         "stem": safe_component(stem, "photo"),
         "scene": safe_component(scene, "scene"),
@@ -128,12 +129,18 @@ def output_path(out_dir: Path, relative: str) -> Path:
     return out_dir / relative
 
 
+def first_output_names(template: str, stem: str, scene: str,
+                       run_id: str = "run") -> tuple[str, ...]:
+    """The first output's relative path under each of OUTPUT_EXTENSIONS, in that order."""
+    return tuple(render(template, stem=stem, scene=scene, index=0, run_id=run_id, ext=ext)
+                 for ext in OUTPUT_EXTENSIONS)
+
+
 def existing_first_output(out_dir: Path, template: str, *, stem: str, scene: str,
                           run_id: str = "run") -> Path | None:
     """Whatever stands at the first output's name under any extension (a dangling link too)."""
     folder = os.fspath(out_dir)
-    for ext in OUTPUT_EXTENSIONS:
-        relative = render(template, stem=stem, scene=scene, index=0, run_id=run_id, ext=ext)
+    for relative in first_output_names(template, stem, scene, run_id):
         if os.path.lexists(os.path.join(folder, relative)):
             return out_dir / relative
     return None
