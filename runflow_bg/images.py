@@ -83,7 +83,7 @@ class PreparedImage:
     """A copy at most PREVIEW_SIDE px a side, as packed, for checks that need no detail."""
     notices: tuple[str, ...] = ()
 
-    @property
+    @cached_property  # a batch names every item's outputs after its scene
     def stem(self) -> str:
         return input_stem(self.name)
 
