@@ -147,7 +147,7 @@ def read_input(name: str, stdin: BinaryIO | None = None) -> InputFile:
     if not info.st_size:
         raise InputError(f"{name}: the file is empty.", hint=_BAD_IMAGE_HINT)
     try:
-        with path.open("rb") as stream:
+        with path.open("rb", buffering=0) as stream:  # read whole: no buffer to fill first
             data = stream.read() if info.st_size <= IN_MEMORY_BYTES else None
     except OSError as exc:
         raise InputError(f"{name}: cannot read it ({exc.strerror}).",
