@@ -83,7 +83,7 @@ class PreparedImage:
     """A copy at most PREVIEW_SIDE px a side, as packed, for checks that need no detail."""
     notices: tuple[str, ...] = ()
 
-    @property
+    @cached_property  # a batch names every item's outputs after its scene
     def stem(self) -> str:
         return input_stem(self.name)
 
@@ -147,7 +147,7 @@ def read_input(name: str, stdin: BinaryIO | None = None) -> InputFile:
     if not info.st_size:
         raise InputError(f"{name}: the file is empty.", hint=_BAD_IMAGE_HINT)
     try:
-        with path.open("rb") as stream:
+        with path.open("rb", buffering=0) as stream:  # read whole: no buffer to fill first
             data = stream.read() if info.st_size <= IN_MEMORY_BYTES else None
     except OSError as exc:
         raise InputError(f"{name}: cannot read it ({exc.strerror}).",

@@ -23,7 +23,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from dataclasses import dataclass, replace
@@ -73,6 +73,7 @@ _INSERT_NEW_ITEM = (f"{_INSERT} SELECT {', '.join('?' * 13)} WHERE NOT EXISTS "
                     "(SELECT 1 FROM requests WHERE job = ? AND item = ?)")
 _ADDED_COLUMNS = (("owner", "TEXT"), ("sent_at", "REAL"), ("run_seconds", "REAL"))
 _SETUP_ATTEMPTS = 200  # 10 s at most
+_HASHES_A_QUERY = 500  # under SQLite's oldest limit of 999 parameters a statement
 
 
 def _storable(args: tuple) -> tuple:
@@ -369,6 +370,18 @@ class Journal:
         rows = self._rows("WHERE content_hash = ? AND status = ? ORDER BY updated_at DESC LIMIT 1",
                           (content_hash, SUCCEEDED))
         return rows[0] if rows else None
+
+    def succeeded_with_hashes(self, content_hashes: Collection[str]) -> dict[str, Entry]:
+        """`succeeded_with_hash` for many hashes at once, by hash (those with none left out):
+        what planning a batch asks about every item it would submit."""
+        found: dict[str, Entry] = {}
+        hashes = sorted(content_hashes)
+        for start in range(0, len(hashes), _HASHES_A_QUERY):
+            chunk = hashes[start:start + _HASHES_A_QUERY]
+            rows = self._rows(f"WHERE content_hash IN ({', '.join('?' * len(chunk))}) "
+                              "AND status = ? ORDER BY updated_at", (*chunk, SUCCEEDED))
+            found.update((entry.content_hash, entry) for entry in rows)  # the latest one last
+        return found
 
     def in_flight(self, job: str) -> list[Entry]:
         """This process's requests of a job whose runs exist, or may: for the interrupt message."""

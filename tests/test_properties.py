@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import string
 from pathlib import Path
 
@@ -81,7 +82,8 @@ def test_safe_component_is_one_harmless_name(text):
 @given(stem=st.text(max_size=300), scene=st.text(max_size=300), run_id=st.text(max_size=300),
        ext=st.text(max_size=30), index=st.integers(min_value=0, max_value=50),
        template=st.sampled_from(["{stem}-bg{n}.{ext}", "{scene}/{stem}{n}.{ext}", "{run}.{ext}",
-                                 "x/{stem}/{scene}/{run}{n}.{ext}"]))
+                                 "x/{stem}/{scene}/{run}{n}.{ext}", "./{stem}//.{ext}",
+                                 "a/./{stem:/>9}/.{ext}", "{scene!r}{n:>3}.{ext!a}"]))
 def test_rendered_names_stay_inside_the_output_folder(tmp_path_factory, stem, scene, run_id, ext,
                                                       index, template):
     root = tmp_path_factory.getbasetemp() / "out"
@@ -90,4 +92,6 @@ def test_rendered_names_stay_inside_the_output_folder(tmp_path_factory, stem, sc
     path = output_path(root, relative).resolve()
     assert root.resolve() in path.parents
     assert ".." not in Path(relative).parts and not Path(relative).is_absolute()
+    assert os.path.normpath(relative) == relative, "joined to a folder without normpath"
+    assert "/" in template or "/" not in relative, "only the template makes subfolders"
     assert all(ch in string.printable or ord(ch) > 0x9f for ch in relative)

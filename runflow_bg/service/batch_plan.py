@@ -19,8 +19,7 @@ from runflow_bg.backdrop import backdrop_problem
 from runflow_bg.errors import InputError, RunflowBgError, UnavailableError, UsageError
 from runflow_bg.images import InputFile, PreparedImage, read_input
 from runflow_bg.journal import FAILED, IN_FLIGHT, SUBMITTED, SUCCEEDED, Entry, Journal
-from runflow_bg.naming import (bind_fields, check_replaceable, existing_first_output, fields_of,
-                               output_path, render)
+from runflow_bg.naming import OutputFolder, bind_fields, check_replaceable, fields_of, render
 from runflow_bg.service.collect import Photo
 from runflow_bg.service.inputs import local_source, request_hash
 from runflow_bg.pricing import PUBLISHED_PRICE
@@ -154,7 +153,7 @@ def _check_photo(photo: Photo) -> tuple[str, str | None]:
         with source.open() as stream, Image.open(stream) as image:
             small = reduced_copy(image, 256)
         small.thumbnail((256, 256))
-        problem = backdrop_problem(small.convert("RGB"))
+        problem = backdrop_problem(small)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise InputError(f"{photo.display}: not an image, or a damaged one.",
                          hint="Use a PNG, JPEG or WebP image.") from None
@@ -174,24 +173,25 @@ def _check_once(photo: Photo, checked: dict) -> tuple[str, str | None]:
     return result
 
 
-def _plan_item(photo: Photo, scene: PreparedImage, scene_digest: str, checked: dict,
-               journal: Journal, latest: dict[str, Entry], options: BatchOptions) -> Item:
-    request = item_options(options.request, photo)
+def _plan_item(photo: Photo, request: ReplaceOptions, scene: PreparedImage, scene_digest: str,
+               checked: dict, latest: dict[str, Entry], outputs: OutputFolder,
+               options: BatchOptions) -> Item:
     try:
         photo_digest, problem = _check_once(photo, checked)
     except (InputError, UnavailableError) as exc:  # a URL's host may be down: this item only
         return Item(photo, Action.INVALID, error=exc)
     content_hash = request_hash(local_source(photo_digest, scene_digest, options.keep_profile),
                                 request.prompt)
-    item = _decide(photo, scene, content_hash, journal, latest, options, request)
+    item = _decide(photo, scene, content_hash, latest, outputs, options, request)
     item.warning = problem and f"{photo.display}: {problem}"
     return item
 
 
-def _decide(photo: Photo, scene: PreparedImage, content_hash: str, journal: Journal,
-            latest: dict[str, Entry], options: BatchOptions, request: ReplaceOptions) -> Item:
+def _decide(photo: Photo, scene: PreparedImage, content_hash: str, latest: dict[str, Entry],
+            outputs: OutputFolder, options: BatchOptions, request: ReplaceOptions) -> Item:
     """What the photo needs (`request`: its options), given what the journal (`latest`: the
-    latest row of each item of this command) and the output folder say."""
+    latest row of each item of this command) and the output folder say. An item that may reuse
+    an identical request's files is marked CACHED by `_reuse_cached`, once all are decided."""
     entry = latest.get(photo.key)
     if entry is not None and entry.content_hash == content_hash:
         if entry.status == SUCCEEDED and all(Path(p).is_file() for p in entry.outputs):
@@ -200,15 +200,14 @@ def _decide(photo: Photo, scene: PreparedImage, content_hash: str, journal: Jour
             return Item(photo, Action.RESUME, content_hash, entry)
         if entry.status == FAILED and not options.retry_failed:
             return Item(photo, Action.FAILED, content_hash, entry)
-    out_dir = request.out_dir
+    stem = photo.path.stem
     try:
-        output_path(options.request.out_dir, str(photo.folder / render(
-            request.name_template, stem=photo.path.stem, scene=scene.stem, index=0, run_id="run",
-            ext="webp")))
+        outputs.check(str(photo.folder / render(request.name_template, stem=stem, scene=scene.stem,
+                                                 index=0, run_id="run", ext="webp")))
     except InputError as exc:
         return Item(photo, Action.INVALID, error=exc)
-    existing = existing_first_output(out_dir, request.name_template, stem=photo.path.stem,
-                                     scene=scene.stem)
+    existing = outputs.existing_first_output(str(photo.folder), request.name_template, stem=stem,
+                                             scene=scene.stem)
     if existing is not None and not request.overwrite:
         return Item(photo, Action.SKIP, content_hash, entry)
     if existing is not None:
@@ -216,18 +215,40 @@ def _decide(photo: Photo, scene: PreparedImage, content_hash: str, journal: Jour
             check_replaceable(existing)
         except InputError as exc:
             return Item(photo, Action.INVALID, error=exc)
-    if request.use_cache:
-        cached = journal.succeeded_with_hash(content_hash)
-        if cached is not None and all(Path(p).is_file() for p in cached.outputs):
-            return Item(photo, Action.CACHED, content_hash, cached)
     return Item(photo, Action.SUBMIT, content_hash, entry)
 
 
-def _refuse_shared_outputs(photos: list[Photo], request: ReplaceOptions, plan: Plan) -> None:
+def _reuse_cached(items: list[Item], requests: list[ReplaceOptions], journal: Journal) -> None:
+    """Items to submit whose identical request succeeded before (and whose files are still
+    there) reuse those files: the journal is asked about all of them at once."""
+    wanted = [item for item, request in zip(items, requests)
+              if item.action is Action.SUBMIT and request.use_cache]
+    succeeded = journal.succeeded_with_hashes({item.content_hash for item in wanted})
+    for item in wanted:
+        cached = succeeded.get(item.content_hash)
+        if cached is not None and all(Path(p).is_file() for p in cached.outputs):
+            item.action, item.entry = Action.CACHED, cached
+
+
+def _item_requests(options: ReplaceOptions, photos: list[Photo]) -> list[ReplaceOptions]:
+    """`item_options` of each photo, made once for each distinct folder, prompt, name and
+    metadata: the photos of a folder share theirs."""
+    made: dict[tuple, ReplaceOptions] = {}
+    requests = []
+    for photo in photos:
+        template = bind_fields(photo.name or options.name_template, photo.fields)
+        key = (photo.folder, photo.prompt, template, photo.metadata)
+        if key not in made:
+            made[key] = item_options(options, photo)
+        requests.append(made[key])
+    return requests
+
+
+def _refuse_shared_outputs(photos: list[Photo], requests: list[ReplaceOptions],
+                           plan: Plan) -> None:
     """Two items whose --name gives the same file would pay twice for one file: refuse first."""
     seen: dict[str, Photo] = {}
-    for photo in photos:
-        options = item_options(request, photo)
+    for photo, options in zip(photos, requests):
         name = render(options.name_template, stem=photo.path.stem,
                       scene=plan.scene_of(photo)[0].stem, index=0, run_id="run", ext="ext")
         key = str(options.out_dir / name)
@@ -246,13 +267,16 @@ def plan_batch(photos: list[Photo], scene: PreparedImage | None, scene_source: I
     """Decide, locally and for free, what each item needs; `scene` is the only --scene (None with
     several), `scenes` the others, by the name the items' own `scene` gives."""
     plan = Plan(options.price, job_key(options.request), scene, scene_source, [], scenes or {})
-    _refuse_shared_outputs(photos, options.request, plan)
+    requests = _item_requests(options.request, photos)
+    _refuse_shared_outputs(photos, requests, plan)
     checked: dict = {}
     latest = journal.latest_by_item(plan.job)
-    for photo in photos:
+    outputs = OutputFolder(options.request.out_dir)
+    for photo, request in zip(photos, requests):
         prepared, source = plan.scene_of(photo)
-        plan.items.append(_plan_item(photo, prepared, source.digest, checked, journal, latest,
-                                     options))
+        plan.items.append(_plan_item(photo, request, prepared, source.digest, checked, latest,
+                                     outputs, options))
+    _reuse_cached(plan.items, requests, journal)
     items = plan.items
     warned = plan.warnings(*SPENDING)
     if warned and options.strict_inputs:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import glob
 import os
 from dataclasses import dataclass, replace as with_changes
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from runflow_bg.errors import UsageError
 from runflow_bg.images import IMAGE_SUFFIXES
-from runflow_bg.naming import (FIELDS, OUTPUT_EXTENSIONS, bind_fields, fields_of, render,
-                               url_file_name)
+from runflow_bg.naming import FIELDS, bind_fields, fields_of, first_output_names, url_file_name
 from runflow_bg.urls import input_label, is_url, redact_url
 
 _GLOB_MAGIC = frozenset("*?[")
@@ -48,7 +48,7 @@ class Photo:
         """What to read: the file, or the whole URL."""
         return self.url or self.display
 
-    @property
+    @cached_property  # planning asks for it several times an item
     def key(self) -> str:
         """Identifies the item across runs of the same command: its mirrored location, or for a
         manifest row what the request is made of, so a reordered manifest still resumes."""
@@ -71,8 +71,9 @@ class Photo:
         return {**columns, "row": self.row or self.position}
 
 
-def _resolve(path: Path) -> Path:
+def _resolve(path: Path | str) -> Path:
     """The real path; a link loop resolves as far as it can, and fails later as its own item."""
+    path = Path(path)
     try:
         return path.resolve()
     except (RuntimeError, OSError):
@@ -80,22 +81,25 @@ def _resolve(path: Path) -> Path:
 
 
 class _RealPaths:
-    """Real paths of files, each folder resolved once: a catalogue's 10,000 photos sit in a few
-    hundred folders, and resolving every file's path component by component dominated planning."""
+    """Real paths of files, as strings, each folder resolved once: a catalogue's 10,000 photos
+    sit in a few hundred folders, and resolving every file's path component by component
+    dominated planning. A file's name is joined to its folder's real path unless the file is a
+    link (or a name such as `..`), which is resolved whole."""
 
     def __init__(self) -> None:
-        self._folders: dict[Path, Path] = {}
+        self._folders: dict[str, str] = {}
 
-    def folder(self, path: Path) -> Path:
+    def folder(self, path: str) -> str:
         found = self._folders.get(path)
         if found is None:
-            found = self._folders[path] = _resolve(path)
+            found = self._folders[path] = str(_resolve(path))
         return found
 
-    def file(self, path: Path) -> Path:
-        if path.name in ("", ".", "..") or os.path.islink(path):
-            return _resolve(path)
-        return self.folder(path.parent) / path.name
+    def file(self, path: str) -> str:
+        folder, name = os.path.split(path)
+        if name in ("", ".", "..") or os.path.islink(path):
+            return str(_resolve(path))
+        return os.path.join(self.folder(folder), name)
 
 
 def url_photo(url: str, folder: PurePosixPath = PurePosixPath(), **fields) -> Photo:
@@ -103,23 +107,15 @@ def url_photo(url: str, folder: PurePosixPath = PurePosixPath(), **fields) -> Ph
     return Photo(Path(url_file_name(url)), redact_url(url), folder, named=True, url=url, **fields)
 
 
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-
-
-def _relative_folder(path: Path, base: Path, real: _RealPaths) -> PurePosixPath:
-    try:
-        relative = real.folder(path.parent).relative_to(real.folder(base))
-    except ValueError:
-        return PurePosixPath()
-    return PurePosixPath(relative.as_posix()) if relative.parts else PurePosixPath()
+def _is_image(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and not name.startswith(".")
 
 
 def _walk(folder: Path) -> list[Path]:
     found = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(root) / name for name in sorted(files) if _is_image(Path(name)))
+        found.extend(Path(root, name) for name in sorted(files) if _is_image(name))
     return found
 
 
@@ -132,19 +128,36 @@ def _glob_base(pattern: str) -> Path:
     return Path(*parts) if parts else Path(".")
 
 
+def _inside(path: str, folder: str) -> bool:
+    """Whether a real path lies in (or is) a real folder."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def collect_photos(args: list[str], cwd: Path) -> list[Photo]:
     """Every photo named by `args`, deduplicated, sorted; missing files are kept (they fail)."""
-    photos: dict[Path | str, Photo] = {}
+    photos: dict[str, Photo] = {}
     real = _RealPaths()
-    real_cwd = real.folder(cwd)
+    real_cwd = real.folder(str(cwd))
+    mirrored: dict[tuple[str, str], PurePosixPath] = {}
+
+    def mirror(folder: str, base: str) -> PurePosixPath:
+        """The folder's place under the output folder: its real path relative to `base`'s."""
+        key = (folder, base)
+        if key not in mirrored:
+            real_folder, real_base = real.folder(folder), real.folder(base)
+            inside = real_folder != real_base and _inside(real_folder, real_base)
+            mirrored[key] = (PurePosixPath(real_folder[len(real_base.rstrip(os.sep)) + 1:])
+                             if inside else PurePosixPath())
+        return mirrored[key]
 
     def add(path: Path, base: Path, named: bool = False) -> None:
         """Mirror the folder relative to the working directory, else relative to `base`."""
-        resolved = real.file(path)
+        text = str(path)
+        resolved = real.file(text)
         if resolved not in photos:
-            inside_cwd = resolved.is_relative_to(real_cwd)
-            folder = _relative_folder(path, cwd if inside_cwd else base, real)
-            photos[resolved] = Photo(path, os.path.normpath(str(path)), folder, named)
+            folder = mirror(os.path.dirname(text), str(cwd) if _inside(resolved, real_cwd)
+                            else str(base))
+            photos[resolved] = Photo(path, os.path.normpath(text), folder, named)
 
     for arg in args:
         path = Path(arg)
@@ -157,7 +170,7 @@ def collect_photos(args: list[str], cwd: Path) -> list[Photo]:
             matches = sorted(Path(m) for m in glob.glob(arg, recursive=True))
             base = _glob_base(arg)
             for found in matches:
-                if found.is_file() and _is_image(found):
+                if found.is_file() and _is_image(found.name):
                     add(found, base)
             if not matches:
                 raise UsageError(f"No photo matches {arg!r}.")
@@ -238,18 +251,20 @@ def drop_earlier_outputs(photos: list[Photo], recorded: set[str], out_dir: Path,
     many were left out.
     """
     real = _RealPaths()
-    root = str(real.folder(out_dir))
-    left_out = {str(real.file(Path(path))) for path in recorded}
+    paths = [None if photo.named else real.file(str(photo.path)) for photo in photos]
+    photo_folders = {os.path.dirname(path) for path in paths if path is not None}
+    root = real.folder(str(out_dir))
+    left_out = {real.file(path) for path in recorded}
     for photo in photos:
-        folder = os.path.join(root, str(photo.folder))
+        folder = os.path.normpath(os.path.join(root, str(photo.folder)))
         own = bind_fields(template, photo.fields)
+        if "/" not in own and folder not in photo_folders:
+            continue  # its outputs would stand in a folder that holds no photo
         for scene_stem in scene_stems:
-            for ext in OUTPUT_EXTENSIONS:
-                name = render(own, stem=photo.path.stem, scene=scene_stem, index=0,
-                              run_id="run", ext=ext)
-                left_out.add(os.path.normpath(os.path.join(folder, name)))
-    kept = [photo for photo in photos
-            if photo.named or str(real.file(photo.path)) not in left_out]
+            # rendered names are normalised: no empty, `.` or `..` parts
+            left_out.update(os.path.join(folder, name)
+                            for name in first_output_names(own, photo.path.stem, scene_stem))
+    kept = [photo for photo, path in zip(photos, paths) if path is None or path not in left_out]
     return kept, len(photos) - len(kept)
 
 
