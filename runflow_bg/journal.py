@@ -73,6 +73,7 @@ _INSERT_NEW_ITEM = (f"{_INSERT} SELECT {', '.join('?' * 13)} WHERE NOT EXISTS "
                     "(SELECT 1 FROM requests WHERE job = ? AND item = ?)")
 _ADDED_COLUMNS = (("owner", "TEXT"), ("sent_at", "REAL"), ("run_seconds", "REAL"))
 _SETUP_ATTEMPTS = 200  # 10 s at most
+_LATER_BATCH = 64  # queued writes in one transaction at most
 _HASHES_A_QUERY = 500  # under SQLite's oldest limit of 999 parameters a statement
 
 
@@ -195,6 +196,7 @@ class Journal:
                                        check_same_thread=False)
             self._set_up()
             # record_sending's: its commits are synced to the disk, the other's are not.
+            self._path = str(path)
             self._synced = sqlite3.connect(str(path), timeout=30, isolation_level=None,
                                            check_same_thread=False)
             self._synced.execute("PRAGMA synchronous=FULL")
@@ -202,6 +204,14 @@ class Journal:
             raise JournalError(f"Cannot open the journal {path}: {exc}.",
                                hint="Check RUNFLOW_BG_HOME and the disk.") from None
         self._lock = threading.RLock()
+        self._thread = threading.local()  # whether this thread is inside a transaction
+        # Writes that nothing waits for, written by a thread of their own (see _later).
+        self._later_lock = threading.Condition()
+        self._later_writes: list[tuple[str, tuple]] = []
+        self._queued = self._written = 0
+        self._later_error: JournalError | None = None
+        self._writer: threading.Thread | None = None
+        self._closing = False
 
     def _set_up(self) -> None:
         """WAL mode and the schema. Switching a new file to WAL does not wait for a busy lock
@@ -233,24 +243,108 @@ class Journal:
                 pass
 
     def close(self) -> None:
-        with self._lock:
-            self._synced.close()
-            self._db.close()
+        """Write what is queued, then close."""
+        try:
+            self._flush()
+        finally:
+            with self._later_lock:
+                self._closing = True
+                self._later_lock.notify_all()
+            if self._writer is not None:
+                self._writer.join()
+                self._later_db.close()
+            with self._lock:
+                self._synced.close()
+                self._db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Reads and writes that no other process can interleave with (BEGIN IMMEDIATE)."""
+        """Reads and writes that no other process can interleave with (BEGIN IMMEDIATE), after
+        every write queued so far."""
+        self._flush()
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise JournalError(f"Cannot lock the journal: {exc}.") from None
+            self._thread.in_transaction = True
             try:
                 yield
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._thread.in_transaction = False
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for a read, which sees every write queued before it (inside a
+        transaction, they were written when it began)."""
+        if not getattr(self._thread, "in_transaction", False):
+            self._flush()
+        with self._lock:
+            yield self._db
+
+    def _later(self, sql: str, args: tuple) -> None:
+        """A write nothing waits for: a run's id, a request's end. It is queued and written by
+        the journal's own thread on a connection of its own, so that a batch's workers do not
+        each wait their turn at the journal for it. Reads, transactions and close() wait for
+        what was queued before them; a process killed meanwhile loses only rows that its next
+        run resumes or looks up anyway (the create's own row is written synchronously, see
+        record_sending)."""
+        with self._later_lock:
+            if self._writer is None:
+                try:
+                    self._later_db = sqlite3.connect(self._path, timeout=30,
+                                                     isolation_level=None,
+                                                     check_same_thread=False)
+                    self._later_db.execute("PRAGMA synchronous=NORMAL")
+                except sqlite3.Error as exc:
+                    raise JournalError(f"Cannot write the journal: {exc}.") from None
+                self._writer = threading.Thread(target=self._write_later, daemon=True,
+                                                name="runflow-bg-journal")
+                self._writer.start()
+            self._later_writes.append((sql, _storable(args)))
+            self._queued += 1
+            self._later_lock.notify_all()
+
+    def _write_later(self) -> None:
+        while True:
+            with self._later_lock:
+                while not self._later_writes and not self._closing:
+                    self._later_lock.wait()
+                if not self._later_writes:
+                    return
+                batch = self._later_writes[:_LATER_BATCH]
+                del self._later_writes[:_LATER_BATCH]
+            error = self._write_batch(batch)
+            with self._later_lock:
+                self._written += len(batch)
+                self._later_error = self._later_error or error
+                self._later_lock.notify_all()
+
+    def _write_batch(self, batch: list[tuple[str, tuple]]) -> JournalError | None:
+        """Each write on its own, through the writer's own connection: SQLite's lock is held
+        only while a write is being made, never while this thread waits for the interpreter."""
+        try:
+            for sql, args in batch:
+                self._later_db.execute(sql, args)
+        except sqlite3.Error as exc:
+            return JournalError(f"Cannot write the journal: {exc}.")
+        return None
+
+    def _flush(self) -> None:
+        """Wait until the writes queued so far are written; a failure among them is raised
+        here, once."""
+        with self._later_lock:
+            target = self._queued
+            while self._written < target:
+                self._later_lock.wait()
+            error, self._later_error = self._later_error, None
+        if error is not None:
+            raise error
 
     def _write(self, sql: str, args: tuple, *, durable: bool = False) -> int:
         """Run one write; returns how many rows it changed. `durable`: synced to the disk
@@ -263,8 +357,8 @@ class Journal:
             raise JournalError(f"Cannot write the journal: {exc}.") from None
 
     def _rows(self, sql: str, args: tuple) -> list[Entry]:
-        with self._lock:
-            rows = self._db.execute(f"SELECT {', '.join(Entry.__dataclass_fields__)} FROM requests "
+        with self._reading() as db:
+            rows = db.execute(f"SELECT {', '.join(Entry.__dataclass_fields__)} FROM requests "
                                     + sql, _storable(args)).fetchall()
         return [Entry(*row[:11], tuple(json.loads(row[11])), *row[12:]) for row in rows]
 
@@ -320,7 +414,7 @@ class Journal:
                     "WHERE client_ref = ?", (CREATING, now, now, client_ref), durable=True)
 
     def record_run(self, client_ref: str, run_id: str) -> None:
-        self._write("UPDATE requests SET run_id = ?, status = ?, updated_at = ? WHERE client_ref = ?",
+        self._later("UPDATE requests SET run_id = ?, status = ?, updated_at = ? WHERE client_ref = ?",
                     (run_id, SUBMITTED, time.time(), client_ref))
 
     def record_unknown(self, client_ref: str, error: str) -> None:
@@ -330,7 +424,7 @@ class Journal:
     def record_finish(self, client_ref: str, status: str, outputs: list[str] | tuple[str, ...] = (),
                       error: str | None = None, run_seconds: float | None = None) -> None:
         """The request's end; `run_seconds`, how long its run took, teaches the poll schedule."""
-        self._write("UPDATE requests SET status = ?, outputs = ?, error = ?, owner = NULL, "
+        self._later("UPDATE requests SET status = ?, outputs = ?, error = ?, owner = NULL, "
                     "updated_at = ?, run_seconds = ? WHERE client_ref = ?",
                     (status, json.dumps(list(outputs)), error, time.time(), run_seconds,
                      client_ref))
@@ -390,14 +484,14 @@ class Journal:
 
     def recent_run_seconds(self, limit: int = 50) -> list[float]:
         """How long the latest finished runs took, newest first (for the poll schedule)."""
-        with self._lock:
-            rows = self._db.execute("SELECT run_seconds FROM requests WHERE run_seconds > 0 "
+        with self._reading() as db:
+            rows = db.execute("SELECT run_seconds FROM requests WHERE run_seconds > 0 "
                                     "ORDER BY updated_at DESC LIMIT ?", (limit,)).fetchall()
         return [seconds for (seconds,) in rows]
 
     def recorded_outputs(self) -> set[str]:
         """Every file the journal says the tool saved, as recorded."""
-        with self._lock:
-            rows = self._db.execute("SELECT outputs FROM requests WHERE status = ?",
+        with self._reading() as db:
+            rows = db.execute("SELECT outputs FROM requests WHERE status = ?",
                                     (SUCCEEDED,)).fetchall()
         return {path for (outputs,) in rows for path in json.loads(outputs)}
