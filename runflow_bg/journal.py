@@ -74,6 +74,7 @@ _INSERT_NEW_ITEM = (f"{_INSERT} SELECT {', '.join('?' * 13)} WHERE NOT EXISTS "
 _ADDED_COLUMNS = (("owner", "TEXT"), ("sent_at", "REAL"), ("run_seconds", "REAL"))
 _SETUP_ATTEMPTS = 200  # 10 s at most
 _LATER_BATCH = 64  # queued writes in one transaction at most
+RECENT_RUNS = 50  # durations the poll schedule learns from
 _HASHES_A_QUERY = 500  # under SQLite's oldest limit of 999 parameters a statement
 
 
@@ -482,7 +483,7 @@ class Journal:
         return self._rows("WHERE job = ? AND owner = ? AND status IN (?, ?, ?) ORDER BY created_at",
                           (job, self.owner.dump(), CREATING, SUBMITTED, UNKNOWN))
 
-    def recent_run_seconds(self, limit: int = 50) -> list[float]:
+    def recent_run_seconds(self, limit: int = RECENT_RUNS) -> list[float]:
         """How long the latest finished runs took, newest first (for the poll schedule)."""
         with self._reading() as db:
             rows = db.execute("SELECT run_seconds FROM requests WHERE run_seconds > 0 "

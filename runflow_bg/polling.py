@@ -15,8 +15,11 @@ account's runs take about as long each time. The default schedule uses that:
   so that it fades as history grows and still covers a run slower than all of them.
 - k is set so that, over that spread, a run is expected to cost 0.95 times the polls of
   Runflow's SDK, which asks at once and then every 2 s.
-- Each wait is 0.25 s at least and 10 s at most, and never more than twice the time waited so
-  far (0.25 s at first): a run that ends unusually early is still seen soon.
+- Each wait is 0.25 s at least and 10 s at most, and never more than 1.25 times the time
+  waited so far (0.25 s at first): a run that ends unusually early is still seen soon (a 1 s
+  run with no history by 1.27 s), for about one poll more in a run's first 10 s.
+- A batch goes on learning from its own runs as they end (service/batch.py), so its later
+  waves are polled as their runs end.
 
 A fixed interval (`--poll-interval`) replaces all this. `benchmarks/bench_polling.py` measures
 the lateness and the polls per run of each schedule.
@@ -41,6 +44,7 @@ PRIOR_MEDIAN = 55.0  # seconds
 PRIOR_SPREAD = 0.5  # standard deviation of the log of a duration
 PRIOR_RUNS = 4.0  # how many runs of history the prior weighs as
 SHORTEST, LONGEST, FIRST = 0.25, 10.0, 0.25  # seconds between polls
+GROWTH = 1.25  # a wait is at most this many times the time waited so far
 SDK_INTERVAL = 2.0
 SHARE_OF_SDK_POLLS = 0.95
 _GRID = tuple(0.25 * 1.02 ** i for i in range(470))  # 0.25 s to about 3000 s, 2 % apart
@@ -86,9 +90,9 @@ class Durations:
 
 
 def _bounded(last: float) -> float:
-    """The longest wait after a poll at `last`: 0.25 s at first, then twice the time waited, 10 s
-    at most."""
-    return min(LONGEST, max(FIRST, 2 * last))
+    """The longest wait after a poll at `last`: 0.25 s at first, then GROWTH times the time
+    waited, 10 s at most."""
+    return min(LONGEST, max(FIRST, GROWTH * last))
 
 
 @dataclass(frozen=True)

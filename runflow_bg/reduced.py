@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_CHANNELS = {"L": (1, 0), "LA": (2, 4), "RGB": (3, 2), "RGBA": (4, 6)}  # bytes, colour type
 _BAND_BYTES = 1 << 20  # decoded bytes in a band, about: what the copy costs beyond its own size
+_WHOLE_BYTES = 4 << 20  # a PNG smaller than this once decoded is decoded whole: faster
 _READ = 1 << 16
 
 
@@ -35,7 +36,7 @@ def reduced_copy(image: Image.Image, longest: int) -> Image.Image:
     Damaged data raises what a full decode would (OSError, SyntaxError, ValueError).
     """
     factor = max(1, max(image.size) // max(1, longest))
-    if image.format == "PNG" and image.width * image.height * 4 > _BAND_BYTES and _banded(image):
+    if image.format == "PNG" and image.width * image.height * 4 > _WHOLE_BYTES and _banded(image):
         return _png_in_bands(image, factor)
     if image.format == "JPEG" and factor > 1:
         image.draft(image.mode, (math.ceil(image.width / factor), math.ceil(image.height / factor)))

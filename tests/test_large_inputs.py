@@ -57,6 +57,7 @@ def chunk(kind: bytes, data: bytes) -> bytes:
 def small_bands(monkeypatch):
     """Bands of a few rows, so that small test images are decoded in many of them."""
     monkeypatch.setattr(reduced, "_BAND_BYTES", 4000)
+    monkeypatch.setattr(reduced, "_WHOLE_BYTES", 4000)
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA"])

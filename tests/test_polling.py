@@ -14,7 +14,7 @@ from runflow_bg.emulator import Emulator
 from runflow_bg.errors import WaitTimeout
 from runflow_bg.journal import SUCCEEDED, Journal, Request
 from runflow_bg.models import Run
-from runflow_bg.polling import FIRST, LONGEST, SHORTEST, PollSchedule, wait_for_run
+from runflow_bg.polling import FIRST, GROWTH, LONGEST, SHORTEST, PollSchedule, wait_for_run
 from runflow_bg.service.inputs import replace_inputs
 from runflow_bg.service.replace import ReplaceOptions, replace
 
@@ -41,7 +41,8 @@ def test_each_wait_is_within_its_bounds(spread):
     waits = [b - a for a, b in zip([0.0] + times, times)]
     assert waits[0] == FIRST, "the first look comes at once"
     assert all(SHORTEST - 1e-9 <= wait <= LONGEST + 1e-9 for wait in waits)
-    assert all(wait <= max(FIRST, 2 * waited) + 1e-9 for waited, wait in zip([0.0] + times, waits))
+    assert all(wait <= max(FIRST, GROWTH * waited) + 1e-9
+               for waited, wait in zip([0.0] + times, waits))
     assert waits[-10:] == [pytest.approx(LONGEST)] * 10, "a run slower than all others: every 10 s"
 
 
@@ -62,7 +63,7 @@ def test_history_puts_the_polls_around_the_usual_finish():
         times = polls(usual, ends_after)
         lateness["with"].append(times[-1] - ends_after)
         lateness["without"].append(polls(PollSchedule(), ends_after)[-1] - ends_after)
-        assert len([t for t in times if t < 25]) <= 6, "few polls while the run is far from done"
+        assert len([t for t in times if t < 25]) <= 7, "few polls while the run is far from done"
     mean = {key: sum(values) / len(values) for key, values in lateness.items()}
     assert max(lateness["with"]) <= 1.0 and mean["with"] <= 0.5
     assert mean["with"] < mean["without"]
@@ -150,7 +151,7 @@ class Quiet:
     def on_saved(self, path): pass
 
 
-@pytest.mark.parametrize("history,first_waits", [([40.0] * 20, (2.0, 2.5)), ([0.3] * 20, (0.5, 1.2))])
+@pytest.mark.parametrize("history,first_waits", [([40.0] * 20, (1.25, 1.3)), ([0.3] * 20, (0.5, 1.2))])
 def test_a_replace_polls_by_the_journal_and_adds_its_run_to_it(tmp_path, history, first_waits):
     journal = Journal(tmp_path / "journal.sqlite3")
     remember(journal, history)
@@ -166,9 +167,18 @@ def test_a_replace_polls_by_the_journal_and_adds_its_run_to_it(tmp_path, history
     assert journal.recent_run_seconds()[0] == pytest.approx(0.5, abs=0.1)
 
 
-def test_a_batch_learns_the_durations_once_for_all_its_runs(tmp_path, monkeypatch):
-    """Placing polls from the history costs tens of ms: a batch reads it and places them once,
-    not once a run."""
+def test_a_batch_reads_the_durations_once_and_learns_from_its_own_runs(tmp_path, monkeypatch):
+    """Placing polls from the history costs milliseconds: a batch reads the journal's once, and
+    places them again only as its own runs' durations reach 1, 2, 4 ... (its later waves are
+    then polled as their runs end)."""
+    learnt = []
+    original_learn = PollSchedule.learn
+
+    def learn(self, durations):
+        learnt.append(len(list(durations)))
+        return original_learn(self, durations)
+
+    monkeypatch.setattr(PollSchedule, "learn", learn)
     from helpers import cli_env, run_cli
 
     reads = []
@@ -188,3 +198,4 @@ def test_a_batch_learns_the_durations_once_for_all_its_runs(tmp_path, monkeypatc
                          cwd=tmp_path)
     assert result.returncode == 0, result.stderr.decode()
     assert emu.created_run_count == 4 and len(reads) == 1
+    assert learnt == [0, 1, 2, 4]

@@ -16,11 +16,13 @@ from decimal import Decimal
 from pathlib import Path
 
 from runflow_bg.client import RunflowClient
+from runflow_bg.cores import one_core
 from runflow_bg.download import SavedFile
 from runflow_bg.errors import (BudgetReached, CreateUnknown, InputError, InsufficientCredit,
                                Interrupted, RunFailed, RunflowBgError, UnavailableError)
 from runflow_bg.fsutil import remove_stale_parts
-from runflow_bg.journal import FAILED, SUBMITTED, SUCCEEDED, Entry, Journal, Request
+from runflow_bg.journal import (FAILED, RECENT_RUNS, SUBMITTED, SUCCEEDED, Entry, Journal,
+                                Request)
 from runflow_bg.models import Run
 from runflow_bg.pricing import cost_of
 from runflow_bg.progress import Reporter
@@ -171,9 +173,6 @@ class BatchRunner:
 
     def __init__(self, plan: Plan, client: RunflowClient, journal: Journal, options: BatchOptions,
                  reporter: Reporter, on_outcome: Callable[[Item, Outcome], None]) -> None:
-        # The poll schedule learns how long this account's runs take once for the batch.
-        poll = options.request.poll.learn(journal.recent_run_seconds())
-        options = replace(options, request=replace(options.request, poll=poll))
         self.plan, self.client, self.journal, self.options = plan, client, journal, options
         self.reporter, self.on_outcome = reporter, on_outcome
         self.clock = client.clock
@@ -182,6 +181,24 @@ class BatchRunner:
         self._lock = threading.Lock()
         self._in_flight: dict[str, str] = {}
         self._said: set[str] = set()  # notices about photos, each said once
+        # The poll schedule, taught how long this account's runs take: by the journal, then by
+        # the batch's own runs as they end (see _learn).
+        self._history = journal.recent_run_seconds()
+        self._durations: list[float] = []
+        self._poll = options.request.poll.learn(self._history)
+
+    def _learn(self, run: Run) -> None:
+        """A run of this batch ended: its duration teaches the schedule of the runs after it,
+        so that the second wave of a batch is polled as its runs end. The schedule is made
+        again when the batch's durations reach 1, 2, 4 ... 32 (each costs a computation)."""
+        if not run.duration_ms:
+            return
+        with self._lock:
+            self._durations.insert(0, run.duration_ms / 1000)
+            count = len(self._durations)
+            if count <= 32 and count & (count - 1) == 0:
+                self._poll = self.options.request.poll.learn(
+                    (self._durations + self._history)[:RECENT_RUNS])
 
     def in_flight_count(self) -> int:
         with self._lock:
@@ -223,9 +240,12 @@ class BatchRunner:
             return self._shared(item, submitted)
         with self._lock:
             self._in_flight[item.photo.key] = submitted.run.id
+        with self._lock:
+            waiting = replace(options.waiting(), poll=self._poll)
         try:
             run, saved = settle(self.client, self.journal, submitted.run, options.naming(inputs),
-                                reporter, options.waiting(), client_ref=submitted.client_ref)
+                                reporter, waiting, client_ref=submitted.client_ref,
+                                on_ended=self._learn)
         except Interrupted:
             raise  # still in flight: reported with the command to resume
         except BaseException:
@@ -345,19 +365,20 @@ class BatchRunner:
         workers = [threading.Thread(target=self._work, args=(work,), daemon=True,
                                     name=f"runflow-bg-batch-{n}")
                    for n in range(max(1, self.options.concurrency))]
-        for worker in workers:
-            worker.start()
         interrupted = False
-        try:
+        with one_core():  # see cores.py
             for worker in workers:
-                while worker.is_alive():
-                    worker.join(0.2)
-        except KeyboardInterrupt:
-            interrupted = True
-            self.clock.stop()
-            deadline = time.monotonic() + 3
-            for worker in workers:
-                worker.join(max(0.0, deadline - time.monotonic()))
+                worker.start()
+            try:
+                for worker in workers:
+                    while worker.is_alive():
+                        worker.join(0.2)
+            except KeyboardInterrupt:
+                interrupted = True
+                self.clock.stop()
+                deadline = time.monotonic() + 3
+                for worker in workers:
+                    worker.join(max(0.0, deadline - time.monotonic()))
         outcomes = [item.outcome for item in self.plan.items if item.outcome is not None]
         in_flight = [entry.run_id or f"(client_ref {entry.client_ref}, being created)"
                      for entry in self.journal.in_flight(self.plan.job)]

@@ -6,6 +6,7 @@ files on disk agree whichever command finished the run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from runflow_bg.client import RunflowClient
@@ -51,12 +52,14 @@ def last_log_lines(client: RunflowClient, run_id: str) -> tuple[str, ...]:
 
 def settle(client: RunflowClient, journal: Journal, run: Run, naming: OutputNaming,
            reporter: Reporter, waiting: Waiting, on_status: StatusCallback | None = None,
-           client_ref: str | None = None) -> tuple[Run, list[SavedFile]]:
+           client_ref: str | None = None,
+           on_ended: Callable[[Run], None] | None = None) -> tuple[Run, list[SavedFile]]:
     """Wait for the run (or require it finished), then save its outputs; the journal follows.
 
     A failed run is recorded as failed and raised as RunFailed; an interrupt leaves the run in
     flight and says how to pick it up. `client_ref`: the journal row of a run this process
-    submitted (else it is looked up by the run's id).
+    submitted (else it is looked up by the run's id). `on_ended` hears of the run once it has
+    ended, before its outputs are downloaded.
     """
     if waiting.wait:
         schedule = waiting.poll
@@ -67,6 +70,8 @@ def settle(client: RunflowClient, journal: Journal, run: Run, naming: OutputNami
         raise InputError(f"Run {run.id} is still {run.status}: it has no outputs yet.",
                          hint=f"Wait for it and save its outputs with `runflow-bg runs wait {run.id}`.",
                          run_id=run.id)
+    if on_ended is not None:
+        on_ended(run)
     if client_ref is None:
         entry = journal.by_run_id(run.id)
         client_ref = entry.client_ref if entry is not None else None
