@@ -341,7 +341,7 @@ class Journal:
         here, once."""
         with self._later_lock:
             target = self._queued
-            while self._written < target:
+            while self._written < target and not self._closing:  # closed: nothing more comes
                 self._later_lock.wait()
             error, self._later_error = self._later_error, None
         if error is not None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import threading
 
-from runflow_bg.journal import CREATING, PENDING, SUBMITTED, SUCCEEDED, Journal, Request
+import pytest
+
+from runflow_bg.journal import (CREATING, PENDING, SUBMITTED, SUCCEEDED, Journal, JournalError,
+                                Request)
 
 
 def request(item: str, content: str = "hash") -> Request:
@@ -63,3 +66,28 @@ def test_threads_writing_at_once_lose_nothing(tmp_path):
     assert all(entry.run_id == "run-" + entry.item for entry in latest.values())
     assert journal.by_run_id("run-3-7").outputs == ("out/3-7.webp",)
     assert SUBMITTED not in {entry.status for entry in latest.values()}
+
+
+def test_writes_nothing_waits_for_are_read_back_and_kept_by_close(tmp_path):
+    journal = Journal(tmp_path / "journal.sqlite3")
+    journal.claim(request("mug"), "ref-1")
+    journal.record_sending("ref-1")
+    journal.record_run("ref-1", "run-1")  # queued for the journal's own thread
+    assert journal.by_run_id("run-1").status == SUBMITTED  # a read waits for it
+    journal.record_finish("ref-1", SUCCEEDED, ["out/mug.webp"], run_seconds=2.5)
+    journal.close()  # and so does close
+    again = Journal(tmp_path / "journal.sqlite3")
+    assert again.by_client_ref("ref-1").outputs == ("out/mug.webp",)
+    assert again.recent_run_seconds() == [2.5]
+
+
+def test_a_queued_write_that_fails_is_raised_by_the_next_read(tmp_path):
+    journal = Journal(tmp_path / "journal.sqlite3")
+    journal.claim(request("mug"), "ref-1")
+    journal.record_run("ref-1", "run-1")
+    journal.by_client_ref("ref-1")  # the writer's connection is open from here on
+    journal._later_db.execute("PRAGMA query_only=ON")  # its next write fails
+    journal.record_finish("ref-1", SUCCEEDED, ["out/mug.webp"])
+    with pytest.raises(JournalError, match="Cannot write the journal"):
+        journal.by_client_ref("ref-1")
+    assert journal.by_client_ref("ref-1").status == SUBMITTED  # raised once; the row as it was

@@ -190,13 +190,14 @@ class BatchRunner:
     def _learn(self, run: Run) -> None:
         """A run of this batch ended: its duration teaches the schedule of the runs after it,
         so that the second wave of a batch is polled as its runs end. The schedule is made
-        again when the batch's durations reach 1, 2, 4 ... 32 (each costs a computation)."""
+        again for each of the batch's first 8 durations, then at 16 and 32 (each costs a few
+        milliseconds)."""
         if not run.duration_ms:
             return
         with self._lock:
             self._durations.insert(0, run.duration_ms / 1000)
             count = len(self._durations)
-            if count <= 32 and count & (count - 1) == 0:
+            if count <= 8 or count in (16, 32):
                 self._poll = self.options.request.poll.learn(
                     (self._durations + self._history)[:RECENT_RUNS])
 
