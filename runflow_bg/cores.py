@@ -3,8 +3,9 @@
 Their work is mostly Python, which runs one thread at a time (the GIL). Spread over several
 cores, each hand-over of the GIL between threads (at every short system call: a socket read, a
 stat, a SQLite step) wakes a thread on another core. At `-j 64` on two cores that made ten
-times the context switches and cost a third more CPU time for the same batch than on one core,
-where a thread keeps running through its short calls (`benchmarks/bench_batch.py` prints both).
+times the context switches (315,000 against 35,000 for the throughput batch of
+`benchmarks/bench_batch.py`, counted by `perf stat`) and a third more CPU time than on one core,
+where a thread keeps running through its short calls.
 Linux only (sched_setaffinity); elsewhere nothing changes.
 """
 
