@@ -244,12 +244,11 @@ class Transport:
     batch's 64 workers share four pools of 16 connections better than one of 64.
     """
 
-    def __init__(self, http: httpx.Client | Sequence[httpx.Client], policy: RetryPolicy, clock: Clock, *,
-                 attempt_seconds: float, log: Callable[[str], None] | None = None,
-                 name: str = "Runflow",
+    def __init__(self, http: httpx.Client | Sequence[httpx.Client], policy: RetryPolicy,
+                 clock: Clock, *, attempt_seconds: float,
+                 log: Callable[[str], None] | None = None, name: str = "Runflow",
                  on_retry: Callable[[str], None] | None = None) -> None:
         self._lanes = list(http) if isinstance(http, Sequence) else [http]
-        self.http = self._lanes[0]
         self._thread = threading.local()
         self._next_lane = itertools.count()
         self.policy, self.clock = policy, clock
@@ -346,7 +345,7 @@ class Transport:
         """The request with the client's headers and the attempt's timeout. Built here rather
         than by `httpx.Client.build_request`, whose cookie jar and base-URL merging this tool
         never uses and which cost more than the rest of the request's own work."""
-        merged = self.http.headers.copy()
+        merged = self._lanes[0].headers.copy()  # every lane has the same
         if headers:
             merged.update(headers)
         timeout = httpx.Timeout(limit, connect=min(limit, 10.0))

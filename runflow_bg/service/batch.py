@@ -241,7 +241,6 @@ class BatchRunner:
             return self._shared(item, submitted)
         with self._lock:
             self._in_flight[item.photo.key] = submitted.run.id
-        with self._lock:
             waiting = replace(options.waiting(), poll=self._poll)
         try:
             run, saved = settle(self.client, self.journal, submitted.run, options.naming(inputs),
