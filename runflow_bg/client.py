@@ -163,8 +163,8 @@ class RunflowClient:
         if self.base_url.startswith("https:"):
             tls.loaded()  # at once: a CA bundle that cannot be loaded stops before anything is sent
         lanes = math.ceil(connections / LANE_CONNECTIONS)  # see Transport
-        limits = httpx.Limits(max_connections=math.ceil(connections / lanes) * 2,
-                              max_keepalive_connections=math.ceil(connections / lanes))
+        per_lane = math.ceil(connections / lanes)
+        limits = httpx.Limits(max_connections=per_lane * 2, max_keepalive_connections=per_lane)
         api = [httpx.Client(headers=api_headers, transport=transport, follow_redirects=False,
                             limits=limits, trust_env=trust_env, verify=tls)
                for _ in range(lanes)]

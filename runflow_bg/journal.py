@@ -73,7 +73,7 @@ _INSERT_NEW_ITEM = (f"{_INSERT} SELECT {', '.join('?' * 13)} WHERE NOT EXISTS "
                     "(SELECT 1 FROM requests WHERE job = ? AND item = ?)")
 _ADDED_COLUMNS = (("owner", "TEXT"), ("sent_at", "REAL"), ("run_seconds", "REAL"))
 _SETUP_ATTEMPTS = 200  # 10 s at most
-_LATER_BATCH = 64  # queued writes in one transaction at most
+_LATER_BATCH = 64  # queued writes the writer thread takes at once, at most
 RECENT_RUNS = 50  # durations the poll schedule learns from
 _HASHES_A_QUERY = 500  # under SQLite's oldest limit of 999 parameters a statement
 
@@ -186,21 +186,18 @@ class JournalError(RunflowBgError):
 
 
 class Journal:
-    """A thread-safe handle on the journal database (autocommit: every write is durable)."""
+    """A thread-safe handle on the journal database: each write is kept once it is made, and
+    a run's id and a request's end are made a moment later by a thread of their own."""
 
     def __init__(self, path: Path | str, owner: Owner | None = None) -> None:
         self.owner = owner or Owner.current()
+        self._path = str(path)
         try:
             private_dir(Path(path).parent)
             Path(path).touch(mode=0o600)
-            self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None,
-                                       check_same_thread=False)
+            self._db = self._connect()
             self._set_up()
-            # record_sending's: its commits are synced to the disk, the other's are not.
-            self._path = str(path)
-            self._synced = sqlite3.connect(str(path), timeout=30, isolation_level=None,
-                                           check_same_thread=False)
-            self._synced.execute("PRAGMA synchronous=FULL")
+            self._synced = self._connect(synchronous="FULL")  # record_sending's
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"Cannot open the journal {path}: {exc}.",
                                hint="Check RUNFLOW_BG_HOME and the disk.") from None
@@ -212,7 +209,16 @@ class Journal:
         self._queued = self._written = 0
         self._later_error: JournalError | None = None
         self._writer: threading.Thread | None = None
+        self._later_db: sqlite3.Connection | None = None
         self._closing = False
+
+    def _connect(self, synchronous: str = "NORMAL") -> sqlite3.Connection:
+        """A connection in autocommit mode, any thread's; FULL: its commits are synced to the
+        disk, NORMAL: not (see record_sending)."""
+        db = sqlite3.connect(self._path, timeout=30, isolation_level=None,
+                             check_same_thread=False)
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        return db
 
     def _set_up(self) -> None:
         """WAL mode and the schema. Switching a new file to WAL does not wait for a busy lock
@@ -221,7 +227,6 @@ class Journal:
             try:
                 self._db.execute("PRAGMA busy_timeout=30000")
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")  # see record_sending
                 self._db.executescript(_SCHEMA)
                 columns = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
                 for name, kind in _ADDED_COLUMNS:
@@ -253,6 +258,7 @@ class Journal:
                 self._later_lock.notify_all()
             if self._writer is not None:
                 self._writer.join()
+            if self._later_db is not None:
                 self._later_db.close()
             with self._lock:
                 self._synced.close()
@@ -298,10 +304,7 @@ class Journal:
         with self._later_lock:
             if self._writer is None:
                 try:
-                    self._later_db = sqlite3.connect(self._path, timeout=30,
-                                                     isolation_level=None,
-                                                     check_same_thread=False)
-                    self._later_db.execute("PRAGMA synchronous=NORMAL")
+                    self._later_db = self._connect()
                 except sqlite3.Error as exc:
                     raise JournalError(f"Cannot write the journal: {exc}.") from None
                 self._writer = threading.Thread(target=self._write_later, daemon=True,
@@ -329,6 +332,7 @@ class Journal:
     def _write_batch(self, batch: list[tuple[str, tuple]]) -> JournalError | None:
         """Each write on its own, through the writer's own connection: SQLite's lock is held
         only while a write is being made, never while this thread waits for the interpreter."""
+        assert self._later_db is not None  # opened before the thread started
         try:
             for sql, args in batch:
                 self._later_db.execute(sql, args)
